@@ -1,0 +1,84 @@
+"""Where a run's outputs go, and writing them so an interrupted run corrupts nothing.
+
+Everything a notebook produces lands in ``<runs_root>/<notebook>/seed-<seed>/``: figures,
+``metrics.json``, checkpoints. Files are written to a temporary name in the same folder
+and renamed into place, so a reader sees the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+__all__ = ["PROJECT_ROOT", "run_dir", "atomic_write", "write_json", "read_json", "save_torch",
+           "load_torch"]
+
+#: The folder holding ``flows_src/``, ``notebooks/`` and ``runs/``.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_dir(notebook: str, seed: int, runs_root: str | os.PathLike = "runs") -> Path:
+    """The (created) output folder of one notebook run; a relative ``runs_root`` is taken
+    from the project root, so the answer does not depend on the working directory."""
+    root = Path(runs_root)
+    if not root.is_absolute():
+        root = PROJECT_ROOT / root
+    path = root / notebook / f"seed-{seed}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _plain(value):
+    """JSON-safe copy: numpy/torch scalars become floats, NaN and inf become null."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _plain(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """Write ``obj`` as indented JSON, atomically."""
+    text = json.dumps(_plain(obj), indent=2, sort_keys=True) + "\n"
+    return atomic_write(Path(path), lambda f: f.write(text.encode()))
+
+
+def read_json(path: str | os.PathLike):
+    """Read a JSON file written by :func:`write_json`."""
+    return json.loads(Path(path).read_text())
+
+
+def save_torch(obj, path: str | os.PathLike) -> Path:
+    """``torch.save`` atomically (write, fsync, rename)."""
+    return atomic_write(Path(path), lambda f: torch.save(obj, f))
+
+
+def load_torch(path: str | os.PathLike):
+    """``torch.load`` with ``weights_only=True``: a checkpoint is data, never code."""
+    return torch.load(path, map_location="cpu", weights_only=True)

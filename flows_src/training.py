@@ -1,0 +1,241 @@
+"""A generic training loop: any model with ``loss(*batch) -> (loss, components)``.
+
+The loop knows neither model family by name. It shuffles in-memory tensors itself (no
+DataLoader: the data is a few MB), steps Adam with a cosine-annealed learning rate, records
+the loss of every batch and a validation summary per epoch, and writes a checkpoint after
+every epoch, atomically. A loss that stops being finite ends training with the epoch and
+step, and the last good checkpoint stays on disk.
+
+Checkpoints of an unfinished run go to ``<name>.in-progress.pt`` and become ``<name>.pt``
+only when the last epoch is done, so an interrupted run never replaces a finished one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from flows_src.config import TrainingConfig
+from flows_src.runs import load_torch, save_torch
+
+__all__ = ["History", "NonFiniteLossError", "train", "train_or_load", "load_checkpoint",
+           "fingerprint", "evaluate_in_chunks"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class History:
+    """What a training run leaves behind.
+
+    Arguments:
+        batch_loss: the loss of every optimizer step, in order.
+        epochs: one dict per epoch (epoch 0 = before training) with the validation summary,
+            the learning rate at the epoch's end and the epoch's wall time.
+        first_step_seconds: the first step's time: with ``compile`` this is the warm-up.
+        compiled: whether the loss ran through ``torch.compile``.
+    """
+
+    batch_loss: list[float] = field(default_factory=list)
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    first_step_seconds: float = 0.0
+    compiled: bool = False
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> History:
+        return cls(**values)
+
+    @property
+    def train_seconds(self) -> float:
+        return float(sum(e.get("seconds", 0.0) for e in self.epochs))
+
+
+def fingerprint(model: nn.Module, config: TrainingConfig) -> str:
+    """A hash of what decides the trained weights: the config (less ``compile``, which
+    changes speed, not the model), and the source of the model's module, this trainer and
+    the data samplers."""
+    from flows_src import rings  # the data the model is trained on
+
+    values = dataclasses.asdict(config)
+    values.pop("compile")
+    parts = [type(model).__qualname__, json.dumps(values, sort_keys=True)]
+    for module in (sys.modules[type(model).__module__], sys.modules[__name__], rings):
+        parts.append(inspect.getsource(module))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def evaluate_in_chunks(fn: Callable[..., dict[str, Tensor]], *data: Tensor,
+                       chunk: int = 8192) -> dict[str, float]:
+    """Mean of ``fn(*batch)``'s values over ``data`` in chunks (weighted by chunk size)."""
+    totals: dict[str, float] = {}
+    n = len(data[0])
+    for start in range(0, n, chunk):
+        batch = [d[start:start + chunk] for d in data]
+        for key, value in fn(*batch).items():
+            totals[key] = totals.get(key, 0.0) + float(value) * len(batch[0])
+    return {key: value / n for key, value in totals.items()}
+
+
+def _adam(model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    # fused Adam updates all parameters in one kernel: most of a tiny model's optimizer cost
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+
+
+def _in_progress(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.in-progress{path.suffix}")
+
+
+def _checkpoint(model: nn.Module, config: TrainingConfig, history: History, print_: str,
+                extra: dict | None) -> dict:
+    return {
+        "model": type(model).__qualname__,
+        "config": dataclasses.asdict(config),
+        "fingerprint": print_,
+        "state_dict": model.state_dict(),
+        "history": history.as_dict(),
+        "extra": extra or {},
+    }
+
+
+def train(model: nn.Module, data: tuple[Tensor, ...], config: TrainingConfig, *,
+          validate: Callable[[nn.Module], dict[str, float]] | None = None,
+          checkpoint: str | Path | None = None, extra: dict | None = None,
+          progress: bool = True) -> History:
+    """Train ``model`` on ``data`` with Adam and cosine annealing; return the history.
+
+    Arguments:
+        model: has ``loss(*batch) -> (loss, components)``; ``batch`` holds one slice of each
+            tensor in ``data`` (e.g. ``(x,)`` or ``(x, labels)``).
+        data: training tensors sharing their first dimension.
+        config: epochs, batch size, learning rate, seed, compile.
+        validate: called without gradients, in eval mode, before training and after each
+            epoch; returns the numbers to record (e.g. the validation loss).
+        checkpoint: where the finished model, config and history go; each epoch's state is
+            written beside it (``.in-progress.pt``) and renamed into place at the end.
+        extra: more to store in the checkpoint (e.g. the data's standardizer).
+        progress: show a tqdm bar.
+
+    The batch order comes from a generator seeded with ``config.seed``, and torch's global
+    generator (used by a loss that draws noise) is seeded with ``config.seed + 1``, so the
+    same seed gives the same weights. The last partial batch of an epoch is dropped, which
+    keeps every step's shape the same (one compiled graph).
+    """
+    n = len(data[0])
+    steps_per_epoch = n // config.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size must be <= the number of training points ({n}), "
+                         f"got {config.batch_size}")
+    total_steps = steps_per_epoch * config.epochs
+    order = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed + 1)
+    optimizer = _adam(model, config.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    print_ = fingerprint(model, config)
+    partial = _in_progress(Path(checkpoint)) if checkpoint is not None else None
+    history = History(compiled=config.compile)
+    step_loss = torch.compile(model.loss) if config.compile else model.loss
+
+    def record(epoch: int, seconds: float) -> None:
+        summary = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "seconds": seconds}
+        if validate is not None:
+            model.eval()
+            with torch.no_grad():
+                summary.update(validate(model))
+            model.train()
+        history.epochs.append(summary)
+
+    record(0, 0.0)
+    bar = tqdm(total=total_steps, disable=not progress, mininterval=2.0, file=sys.stderr,
+               desc=type(model).__name__)
+    for epoch in range(1, config.epochs + 1):
+        start = time.perf_counter()
+        perm = torch.randperm(n, generator=order)
+        for step in range(steps_per_epoch):
+            idx = perm[step * config.batch_size:(step + 1) * config.batch_size]
+            batch = [d[idx] for d in data]
+            optimizer.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
+            if history.compiled and not history.batch_loss:
+                try:
+                    loss, _ = step_loss(*batch)
+                except Exception as error:  # noqa: BLE001 - any compiler failure means eager
+                    warnings.warn(f"torch.compile failed ({type(error).__name__}); "
+                                  "training eagerly", stacklevel=2)
+                    history.compiled, step_loss = False, model.loss
+                    loss, _ = step_loss(*batch)
+            else:
+                loss, _ = step_loss(*batch)
+            value = loss.item()
+            if not math.isfinite(value):
+                bar.close()
+                kept = f"; last good checkpoint kept: {partial}" if epoch > 1 and partial else ""
+                raise NonFiniteLossError(
+                    f"loss became {value} at epoch {epoch}, step {step + 1}{kept}")
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            if not history.batch_loss:
+                history.first_step_seconds = time.perf_counter() - t0
+            history.batch_loss.append(value)
+            bar.update()
+            if step % 200 == 0:
+                bar.set_postfix(epoch=epoch, loss=f"{value:.3f}", refresh=False)
+        record(epoch, time.perf_counter() - start)
+        if partial is not None:
+            save_torch(_checkpoint(model, config, history, print_, extra), partial)
+    bar.close()
+    if partial is not None:
+        os.replace(partial, checkpoint)
+    return history
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> tuple[History, dict]:
+    """Load weights saved by :func:`train` into ``model``; return its history and extra.
+
+    A checkpoint made for another architecture stops with one line saying so.
+    """
+    saved = load_torch(path)
+    if saved["model"] != type(model).__qualname__:
+        raise ValueError(f"checkpoint {path} holds a {saved['model']}, not a "
+                         f"{type(model).__qualname__}")
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except RuntimeError as error:
+        first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
+        raise ValueError(f"checkpoint {path} was made with another architecture "
+                         f"(config {saved['config']}): {first}") from None
+    return History.from_dict(saved["history"]), saved["extra"]
+
+
+def train_or_load(model: nn.Module, data: tuple[Tensor, ...], config: TrainingConfig, *,
+                  checkpoint: str | Path, force: bool = False, **kwargs) -> History:
+    """Reuse ``checkpoint`` when it was trained with this config and this code (same
+    :func:`fingerprint`); otherwise (or with ``force``) train and write it."""
+    path = Path(checkpoint)
+    if path.exists() and not force:
+        saved = load_torch(path)
+        if saved.get("fingerprint") == fingerprint(model, config):
+            return load_checkpoint(model, path)[0]
+    return train(model, data, config, checkpoint=path, **kwargs)
