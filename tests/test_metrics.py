@@ -1,0 +1,49 @@
+"""The quality measures on inputs whose answer is known."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from create_data import create_olympic_rings, create_unconditional_olympic_rings
+from flows_src import metrics
+
+
+def test_real_data_is_all_in_band_and_balanced_with_itself():
+    x, s = create_unconditional_olympic_rings(20_000, verbose=False, seed=0,
+                                              return_standardizer=True)
+    assert metrics.in_band_fraction(x, s) == 1.0
+    assert metrics.in_band_fraction(torch.from_numpy(x).float(), s) > 0.999
+    balance = metrics.ring_balance(x[:10_000], x[10_000:], s)
+    assert balance["none"] == {"model": 0.0, "data": 0.0}
+    for ring in ("blue", "black", "red", "yellow", "green"):
+        assert balance[ring]["model"] == pytest.approx(balance[ring]["data"], abs=0.02)
+    assert sum(v["model"] for v in balance.values()) == pytest.approx(1.0)
+
+
+def test_gaussian_noise_is_mostly_off_the_bands():
+    _, s = create_unconditional_olympic_rings(1000, verbose=False, seed=0,
+                                              return_standardizer=True)
+    noise = np.random.default_rng(0).normal(size=(20_000, 2))
+    fraction = metrics.in_band_fraction(noise, s)
+    assert 0.05 < fraction < 0.6
+    assert metrics.ring_shares(noise, s)[-1] == pytest.approx(1 - fraction)
+
+
+def test_conditional_accuracy_of_true_and_shuffled_labels():
+    x, labels, _, s = create_olympic_rings(10_000, verbose=False, seed=0,
+                                           return_standardizer=True)
+    per_class, overall = metrics.conditional_accuracy(x, labels, s)
+    assert overall == 1.0 and (per_class == 1.0).all()
+    shuffled = np.random.default_rng(0).permutation(labels)
+    _, chance = metrics.conditional_accuracy(x, torch.from_numpy(shuffled), s)
+    assert chance < 0.35  # only the overlaps of neighbouring rings agree by chance
+
+
+def test_nll_of_the_standard_normal_is_its_entropy():
+    x = torch.randn(200_000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    dist = torch.distributions.MultivariateNormal(torch.zeros(2, dtype=torch.float64),
+                                                  torch.eye(2, dtype=torch.float64))
+    assert metrics.nll(dist.log_prob, x, chunk=7777) == pytest.approx(
+        math.log(2 * math.pi * math.e), abs=0.01)

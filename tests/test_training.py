@@ -1,0 +1,142 @@
+"""The generic trainer: it learns, is reproducible, checkpoints atomically, stops on a
+non-finite loss keeping the last good checkpoint, reuses a finished run, and refuses a
+checkpoint of another architecture in one line."""
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from flows_src.config import TrainingConfig
+from flows_src.training import (NonFiniteLossError, fingerprint, load_checkpoint, train,
+                                train_or_load)
+
+
+class Regression(nn.Module):
+    """Least squares y ~ w x + b: a model with the trainer's ``loss`` protocol."""
+
+    def __init__(self, width: int = 1, nan_after: int | None = None):
+        super().__init__()
+        self.linear = nn.Linear(width, 1)
+        self.nan_after = nan_after
+        self.calls = 0
+
+    def loss(self, x, y):
+        self.calls += 1
+        loss = ((self.linear(x).squeeze(-1) - y) ** 2).mean()
+        if self.nan_after is not None and self.calls > self.nan_after:
+            loss = loss * float("nan")
+        return loss, {}
+
+
+def data(n=2048):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 1, generator=g)
+    return x, 3.0 * x[:, 0] - 1.0 + 0.1 * torch.randn(n, generator=g)
+
+
+CONFIG = TrainingConfig(n_points=2048, n_val=1, epochs=3, batch_size=32, lr=0.1, seed=0)
+
+
+def fresh(**kw):
+    torch.manual_seed(0)
+    return Regression(**kw)
+
+
+def test_training_lowers_the_loss_and_records_history():
+    x, y = data()
+    model = fresh()
+    history = train(model, (x, y), CONFIG, progress=False,
+                    validate=lambda m: {"loss": float(m.loss(x, y)[0])})
+    assert len(history.batch_loss) == 3 * (2048 // 32)
+    assert [e["epoch"] for e in history.epochs] == [0, 1, 2, 3]
+    assert history.epochs[-1]["loss"] < 0.1 * history.epochs[0]["loss"]
+    assert history.epochs[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine to zero
+    assert model.linear.weight.item() == pytest.approx(3.0, abs=0.1)
+
+
+def test_same_seed_same_weights_other_seed_other_weights():
+    x, y = data()
+    a, b, c = fresh(), fresh(), fresh()
+    train(a, (x, y), CONFIG, progress=False)
+    train(b, (x, y), CONFIG, progress=False)
+    train(c, (x, y), dataclasses.replace(CONFIG, seed=1), progress=False)
+    assert torch.equal(a.linear.weight, b.linear.weight)
+    assert not torch.equal(a.linear.weight, c.linear.weight)
+
+
+def test_checkpoint_round_trip_and_no_leftovers(tmp_path):
+    x, y = data()
+    path = tmp_path / "model.pt"
+    model = fresh()
+    history = train(model, (x, y), CONFIG, checkpoint=path, extra={"mean": [1.0, 2.0]},
+                    progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+    other = fresh()
+    loaded, extra = load_checkpoint(other, path)
+    assert torch.equal(other.linear.weight, model.linear.weight)
+    assert loaded.batch_loss == history.batch_loss and extra == {"mean": [1.0, 2.0]}
+
+
+def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_good_checkpoints(tmp_path):
+    x, y = data()
+    path = tmp_path / "model.pt"
+    train(fresh(), (x, y), CONFIG, checkpoint=path, progress=False)
+    finished = path.read_bytes()
+    steps = 2048 // 32
+    model = fresh(nan_after=steps + 2)  # the third step of epoch 2
+    with pytest.raises(NonFiniteLossError, match=r"nan at epoch 2, step 3; last good"):
+        train(model, (x, y), dataclasses.replace(CONFIG, seed=5), checkpoint=path,
+              progress=False)
+    assert path.read_bytes() == finished  # the finished run is untouched
+    partial = tmp_path / "model.in-progress.pt"
+    history, _ = load_checkpoint(fresh(), partial)
+    assert len(history.batch_loss) == steps and len(history.epochs) == 2
+
+
+def test_train_or_load_reuses_a_finished_run_and_force_retrains(tmp_path):
+    x, y = data()
+    path = tmp_path / "model.pt"
+    first = fresh()
+    train_or_load(first, (x, y), CONFIG, checkpoint=path, progress=False)
+    reused = fresh(nan_after=0)  # would fail at its first step if it trained
+    train_or_load(reused, (x, y), CONFIG, checkpoint=path, progress=False)
+    assert reused.calls == 0 and torch.equal(reused.linear.weight, first.linear.weight)
+    with pytest.raises(NonFiniteLossError):
+        train_or_load(reused, (x, y), CONFIG, checkpoint=path, force=True, progress=False)
+    # another config means another model: trained, not reused
+    other = fresh()
+    train_or_load(other, (x, y), dataclasses.replace(CONFIG, epochs=1), checkpoint=path,
+                  progress=False)
+    assert other.calls == 2048 // 32
+
+
+def test_fingerprint_ignores_compile_but_not_hyper_parameters():
+    model = fresh()
+    base = fingerprint(model, CONFIG)
+    assert fingerprint(model, dataclasses.replace(CONFIG, compile=True)) == base
+    assert fingerprint(model, dataclasses.replace(CONFIG, lr=0.01)) != base
+
+
+def test_checkpoint_of_another_architecture_is_one_line(tmp_path):
+    x, y = data()
+    path = tmp_path / "model.pt"
+    train(fresh(), (x, y), dataclasses.replace(CONFIG, epochs=1), checkpoint=path,
+          progress=False)
+    with pytest.raises(ValueError, match="another architecture") as error:
+        load_checkpoint(Regression(width=2), path)
+    assert "\n" not in str(error.value)
+
+
+def test_batch_larger_than_data_is_a_clear_error():
+    x, y = data(16)
+    with pytest.raises(ValueError, match="batch_size must be <= the number of training"):
+        train(fresh(), (x, y), CONFIG, progress=False)
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("n_points", -1), ("lr", 0.0),
+                                          ("batch_size", 2.5), ("seed", -1)])
+def test_config_rejects_out_of_range_values(field, value):
+    with pytest.raises(ValueError, match=f"^{field} must be"):
+        dataclasses.replace(CONFIG, **{field: value})
