@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import torch
 from torch import Tensor
 
-from flows_src.rings import COLOURS, Standardizer, in_ring, ring_of
+from flows_src.rings import COLOURS, Standardizer, data_entropy, in_ring, ring_of
 
-__all__ = ["nll", "in_band_fraction", "ring_shares", "ring_balance", "conditional_accuracy"]
+__all__ = ["nll", "in_band_fraction", "ring_shares", "ring_balance", "conditional_accuracy",
+           "quality", "format_quality", "log_prob_grid", "format_table", "path_length_ratio"]
 
 
 def _numpy(points: Tensor | np.ndarray) -> np.ndarray:
@@ -69,3 +71,63 @@ def conditional_accuracy(points: Tensor | np.ndarray, labels: Tensor | np.ndarra
                           for k in range(len(COLOURS))])
     return per_class, float(hit.mean())
 
+
+
+def quality(samples: Tensor | np.ndarray, data: Tensor | np.ndarray,
+            standardizer: Standardizer, nll_value: float | None = None) -> dict:
+    """The model's scorecard: NLL against the data entropy H, in-band fraction of the
+    ``samples``, and each ring's share of them beside its share of ``data``."""
+    result = {"entropy": data_entropy(), "in_band": in_band_fraction(samples, standardizer),
+              "rings": ring_balance(samples, data, standardizer), "n_samples": len(samples)}
+    if nll_value is not None:
+        result.update(nll=nll_value, gap=nll_value - result["entropy"])
+    return result
+
+
+def format_table(rows: list[list[object]], header: list[str]) -> str:
+    """A plain-text table, columns aligned, floats to 4 decimals."""
+    cells = [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
+    line = "  ".join("-" * w for w in widths)
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), line]
+    out += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(out)
+
+
+def format_quality(q: dict, name: str = "model") -> str:
+    """:func:`quality` as two small tables: the headline numbers, then the ring balance."""
+    head = []
+    if "nll" in q:
+        head += [["held-out NLL (nats/point)", q["nll"]], ["data entropy H", q["entropy"]],
+                 ["gap NLL - H", q["gap"]]]
+    head.append([f"in-band fraction ({q['n_samples']:,} samples)", q["in_band"]])
+    rings = [[ring, v["model"], v["data"], v["model"] - v["data"]]
+             for ring, v in q["rings"].items()]
+    return (format_table(head, [name, "value"]) + "\n\n"
+            + format_table(rings, ["ring", "share of samples", "share of data", "difference"]))
+
+
+def log_prob_grid(log_prob: Callable[[Tensor], Tensor], xlim: tuple[float, float],
+                  ylim: tuple[float, float], resolution: float = 0.03, chunk: int = 8192
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``log_prob`` on a grid of cell size ``resolution`` over ``xlim x ylim``.
+
+    Returns ``xs (nx,)``, ``ys (ny,)`` and ``log_p (ny, nx)``, ready for
+    :func:`flows_src.plotting.density`.
+    """
+    xs = np.arange(xlim[0], xlim[1] + resolution / 2, resolution)
+    ys = np.arange(ylim[0], ylim[1] + resolution / 2, resolution)
+    grid = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)
+    points = torch.as_tensor(grid, dtype=torch.float32)
+    values = torch.cat([log_prob(points[i:i + chunk]).detach()
+                        for i in range(0, len(points), chunk)])
+    return xs, ys, values.double().numpy().reshape(len(ys), len(xs))
+
+
+def path_length_ratio(states: Tensor | np.ndarray) -> float:
+    """How far from straight the paths are: for ``(k, n, 2)`` states of n points at k
+    times, the mean over points of (length of the polyline) / (distance from first to last
+    state). A straight path scores 1."""
+    states = _numpy(states)
+    length = np.linalg.norm(np.diff(states, axis=0), axis=-1).sum(0)
+    return float(np.mean(length / np.linalg.norm(states[-1] - states[0], axis=-1)))

@@ -20,7 +20,7 @@ from flows_src.runs import atomic_write
 
 __all__ = [
     "ring_colour", "finish", "points", "classes", "bands", "trajectories", "time_colorbar",
-    "density", "panels",
+    "density", "panels", "epoch_curves", "batch_losses",
 ]
 
 # matplotlib's "yellow" vanishes on white paper; the logo's yellow is closer to gold
@@ -136,3 +136,45 @@ def panels(n: int, *, size: float = 3.0, cols: int | None = None) -> tuple[Figur
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
+
+
+def epoch_curves(ax: Axes, epochs: list[dict[str, float]], series: dict[str, str], *,
+                 floor: float | None = None, floor_label: str = "data entropy $H$",
+                 title: str | None = None) -> Axes:
+    """Per-epoch lines: ``series`` maps a key of the epoch dicts to its legend label.
+
+    ``floor`` draws a dashed horizontal reference (e.g. the data entropy under an NLL).
+    """
+    x = [e["epoch"] for e in epochs]
+    for key, label in series.items():
+        ax.plot(x, [e[key] for e in epochs], marker="o", ms=3, label=label)
+    if floor is not None:
+        ax.axhline(floor, color="k", ls="--", lw=0.8, label=floor_label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats per point")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def batch_losses(ax: Axes, losses: list[float] | np.ndarray, *, window: int = 200,
+                 steps_per_epoch: int | None = None, title: str | None = None) -> Axes:
+    """Every batch's loss (faint) and its moving average over ``window`` batches."""
+    losses = np.asarray(losses, dtype=float)
+    ax.plot(losses, color="tab:blue", alpha=0.25, lw=0.5, label="per batch")
+    if len(losses) >= window:
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(np.arange(window - 1, len(losses)), smooth, color="tab:red", lw=1.2,
+                label=f"moving average ({window} batches)")
+    if steps_per_epoch:
+        for k in range(steps_per_epoch, len(losses), steps_per_epoch):
+            ax.axvline(k, color="0.85", lw=0.5, zorder=0)
+    ax.set_xlabel("training batch")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax

@@ -16,20 +16,23 @@ from pathlib import Path
 import torch
 
 __all__ = ["PROJECT_ROOT", "run_dir", "atomic_write", "write_json", "read_json", "save_torch",
-           "load_torch"]
+           "load_torch", "run_metrics"]
 
 #: The folder holding ``flows_src/``, ``notebooks/`` and ``runs/``.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_dir(notebook: str, seed: int, runs_root: str | os.PathLike = "runs") -> Path:
-    """The (created) output folder of one notebook run; a relative ``runs_root`` is taken
-    from the project root, so the answer does not depend on the working directory."""
+def run_dir(notebook: str, seed: int, runs_root: str | os.PathLike = "runs",
+            create: bool = True) -> Path:
+    """The output folder of one notebook run (created unless ``create`` is false); a
+    relative ``runs_root`` is taken from the project root, so the answer does not depend on
+    the working directory."""
     root = Path(runs_root)
     if not root.is_absolute():
         root = PROJECT_ROOT / root
     path = root / notebook / f"seed-{seed}"
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -72,6 +75,20 @@ def write_json(path: str | os.PathLike, obj) -> Path:
 def read_json(path: str | os.PathLike):
     """Read a JSON file written by :func:`write_json`."""
     return json.loads(Path(path).read_text())
+
+
+def run_metrics(notebook: str, seed: int, runs_root: str | os.PathLike = "runs") -> dict:
+    """The ``metrics.json`` of another notebook's run with the same seed.
+
+    One notebook reuses another's results from disk rather than retraining its model; a
+    missing run stops with one line that says which notebook to run first.
+    """
+    path = run_dir(notebook, seed, runs_root, create=False) / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: run the {notebook} notebook with seed {seed} first "
+            f"(make run NB={notebook} ARGS='-p seed {seed}')")
+    return read_json(path)
 
 
 def save_torch(obj, path: str | os.PathLike) -> Path:

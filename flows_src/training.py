@@ -33,7 +33,7 @@ from flows_src.config import TrainingConfig
 from flows_src.runs import load_torch, save_torch
 
 __all__ = ["History", "NonFiniteLossError", "train", "train_or_load", "load_checkpoint",
-           "fingerprint", "evaluate_in_chunks"]
+           "fingerprint", "evaluate_in_chunks", "validation"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -93,6 +93,27 @@ def evaluate_in_chunks(fn: Callable[..., dict[str, Tensor]], *data: Tensor,
         for key, value in fn(*batch).items():
             totals[key] = totals.get(key, 0.0) + float(value) * len(batch[0])
     return {key: value / n for key, value in totals.items()}
+
+
+def validation(*data: Tensor, seed: int = 0, chunk: int = 8192
+               ) -> Callable[[nn.Module], dict[str, float]]:
+    """A ``validate`` callback for :func:`train`: the model's loss and its components,
+    averaged over held-out ``data``.
+
+    A loss that draws noise (flow matching) draws it from a generator seeded with ``seed``
+    inside a forked RNG state: every epoch is scored on the same draws, and training's own
+    random stream is left untouched.
+    """
+    def validate(model: nn.Module) -> dict[str, float]:
+        def summary(*batch: Tensor) -> dict[str, Tensor]:
+            loss, parts = model.loss(*batch)
+            return {"loss": loss, **parts}
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return evaluate_in_chunks(summary, *data, chunk=chunk)
+
+    return validate
 
 
 def _adam(model: nn.Module, lr: float) -> torch.optim.Optimizer:

@@ -10,4 +10,10 @@ sys.path.insert(0, str(ROOT))
 #: Per notebook: parameters small enough to run the whole notebook in seconds.
 TINY = {
     "data": {"n_points": 2000},
+    "normalizing_flow": {"n_points": 2000, "n_val": 500, "epochs": 1, "compile_model": False,
+                         "n_eval": 500, "grid_resolution": 0.2},
+    "flow_matching": {"n_points": 2000, "n_val": 500, "epochs": 1, "n_eval": 500,
+                      "n_nll": 50, "nll_dt": 0.1},
 }
+#: The order notebooks run in: a notebook reads the results of those before it.
+ORDER = ["data", "normalizing_flow", "flow_matching"]

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, TINY
+from conftest import ORDER, ROOT, TINY
 
 sys.path.insert(0, str(ROOT / "tools"))
 import notebooks as tool  # noqa: E402
@@ -14,8 +14,8 @@ import notebooks as tool  # noqa: E402
 NAMES = tool.notebook_names()
 
 
-def test_every_notebook_has_tiny_parameters():
-    assert set(NAMES) == set(TINY), "add the notebook's tiny parameters to tests/conftest.py"
+def test_every_notebook_has_tiny_parameters_and_a_place_in_the_order():
+    assert set(NAMES) == set(TINY) == set(ORDER), "add the notebook to tests/conftest.py"
 
 
 def test_exported_scripts_are_in_sync(tmp_path):
@@ -38,23 +38,46 @@ def _tiny_args(name):
     return [f"--{k}={v}" for k, v in TINY[name].items()]
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs_under_papermill(name, tmp_path):
-    pairs = [[k, str(v)] for k, v in TINY[name].items()] + [["runs_root", str(tmp_path)]]
-    out = tool.run(name, pairs, quiet=True)
-    assert out == tmp_path / name / "seed-0" / f"{name}.ipynb" and out.is_file()
-    assert list(out.parent.glob("*.png")), "the notebook saved no figure"
-    assert (out.parent / "metrics.json").is_file()
+@pytest.fixture(scope="module")
+def papermill_runs(tmp_path_factory):
+    """Every notebook run once with tiny parameters, in order, into one runs folder (a
+    notebook reads the results of the ones before it)."""
+    root = tmp_path_factory.mktemp("papermill")
+    for name in ORDER:
+        pairs = [[k, str(v)] for k, v in TINY[name].items()] + [["runs_root", str(root)]]
+        tool.run(name, pairs, quiet=True)
+    return root
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_exported_script_runs(name, tmp_path):
-    script = ROOT / "exported" / f"{name}.py"
-    result = subprocess.run([sys.executable, str(script), *_tiny_args(name), "--seed", "3",
-                             "--runs-root", str(tmp_path)], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=600, env={**os.environ, "MPLBACKEND": "Agg"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = tmp_path / name / "seed-3"
+@pytest.fixture(scope="module")
+def script_runs(tmp_path_factory):
+    """Every exported script run once, in order, with tiny options and seed 3."""
+    root = tmp_path_factory.mktemp("scripts")
+    failures = {}
+    for name in ORDER:
+        script = ROOT / "exported" / f"{name}.py"
+        result = subprocess.run(
+            [sys.executable, str(script), *_tiny_args(name), "--seed", "3",
+             "--runs-root", str(root)], capture_output=True, text=True, cwd=root,
+            timeout=600, env={**os.environ, "MPLBACKEND": "Agg"})
+        if result.returncode:
+            failures[name] = result.stderr[-3000:]
+    return root, failures
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_notebook_runs_under_papermill(name, papermill_runs):
+    out = papermill_runs / name / "seed-0"
+    assert (out / f"{name}.ipynb").is_file()
+    assert list(out.glob("*.png")), "the notebook saved no figure"
+    assert (out / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_exported_script_runs(name, script_runs):
+    root, failures = script_runs
+    assert name not in failures, failures.get(name)
+    out = root / name / "seed-3"
     assert list(out.glob("*.png")) and (out / "metrics.json").is_file()
 
 

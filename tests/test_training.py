@@ -9,8 +9,13 @@ import torch
 from torch import nn
 
 from flows_src.config import TrainingConfig
-from flows_src.training import (NonFiniteLossError, fingerprint, load_checkpoint, train,
-                                train_or_load)
+from flows_src.training import (
+    NonFiniteLossError,
+    fingerprint,
+    load_checkpoint,
+    train,
+    train_or_load,
+)
 
 
 class Regression(nn.Module):

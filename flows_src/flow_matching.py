@@ -1,0 +1,296 @@
+r"""Flow matching (Sec. 4): the velocity field, the linear probability path and its objective.
+
+A network :math:`v_t(y)` is trained to match the velocity of the conditional linear flow
+:math:`y_t = t\,y_1 + (1 - t)\,y_0` (Eq. 14), which is the constant :math:`y_1 - y_0` (Eq. 15);
+the loss is Eq. 16 (Alg. 1). Sampling, inverting and the likelihood integrate the learned
+field with :mod:`flows_src.ode` (Eq. 17, Eq. 18, Alg. 2). Here :math:`x_0 = y_0` is the noise
+and :math:`x_1 = y_1` the data, as in the references.
+
+References:
+    Lipman et al., "Flow Matching for Generative Modeling", 2022 (arXiv:2210.02747).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from flows_src.config import FMConfig
+from flows_src.ode import ODESolution, Velocity, log_prob, solve
+
+__all__ = ["DIM", "PathSample", "sample_path", "VelocityField"]
+
+DIM = 2
+"""The points are 2D."""
+
+
+@dataclass
+class PathSample:
+    r"""A draw from the linear path of Eq. 14, one ``t`` per point.
+
+    Arguments:
+        x_0: noise :math:`x_0 \sim \mathcal{N}(0, I)`, ``(n, 2)``.
+        x_1: data, ``(n, 2)``.
+        t: times :math:`t \sim \mathcal{U}[0, 1]`, ``(n,)``.
+        x_t: :math:`t\,x_1 + (1 - t)\,x_0` (Eq. 14), ``(n, 2)``.
+        dx_t: its time derivative :math:`x_1 - x_0` (Eq. 15), the regression target, ``(n, 2)``.
+    """
+
+    x_0: Tensor
+    x_1: Tensor
+    t: Tensor
+    x_t: Tensor
+    dx_t: Tensor
+
+
+def sample_path(
+    x_1: Tensor,
+    *,
+    x_0: Tensor | None = None,
+    t: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> PathSample:
+    r"""Draw :math:`x_0 \sim \mathcal{N}(0, I)` and :math:`t \sim \mathcal{U}[0, 1]` and place
+    each point on its conditional path (Eq. 14, Alg. 1).
+
+    Arguments:
+        x_1: data points, ``(n, d)``.
+        x_0: noise to use instead of a draw, ``(n, d)``.
+        t: times to use instead of a draw, ``(n,)``.
+        generator: for the draws (default: torch's global generator); ``x_0`` is drawn first.
+
+    Returns:
+        A :class:`PathSample`.
+
+    Example:
+        >>> path = sample_path(torch.zeros(4, 2), t=torch.ones(4))
+        >>> bool((path.x_t == path.x_1).all())
+        True
+    """
+    if x_0 is None:
+        x_0 = torch.randn(x_1.shape, generator=generator, dtype=x_1.dtype, device=x_1.device)
+    if t is None:
+        t = torch.rand(x_1.shape[0], generator=generator, dtype=x_1.dtype, device=x_1.device)
+    x_t = t[:, None] * x_1 + (1 - t[:, None]) * x_0
+    return PathSample(x_0=x_0, x_1=x_1, t=t, x_t=x_t, dx_t=x_1 - x_0)
+
+
+class VelocityField(nn.Module):
+    r"""The learned velocity :math:`v_t(y)` (Eq. 11-16), unconditional or class-conditional.
+
+    An MLP of ``config.n_linear`` Linear layers of width ``config.hidden`` with LeakyReLU
+    between them (Sec. 4.3). Its input is :math:`[y, t]`; time is a feature of the network,
+    the same weights serve every :math:`t`. With ``config.n_classes`` set, the class goes
+    through ``nn.Embedding(n_classes, embed_dim)`` and the first Linear layer mixes
+    :math:`[y, t, e(c)]` (Sec. 4.3, conditional flow matching).
+
+    Arguments:
+        config: the architecture (``hidden``, ``n_linear``, ``negative_slope``,
+            ``n_classes``, ``embed_dim``) and the default sampling step ``dt``.
+
+    Example:
+        >>> model = VelocityField(FMConfig(n_classes=5))
+        >>> model(torch.zeros(3, 2), 0.5, torch.tensor([0, 1, 4])).shape
+        torch.Size([3, 2])
+        >>> model.sample(10, c=2, dt=0.1).y.shape
+        torch.Size([10, 2])
+    """
+
+    def __init__(self, config: FMConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or FMConfig()
+        conditional = config.n_classes is not None
+        self.embedding = nn.Embedding(config.n_classes, config.embed_dim) if conditional else None
+        widths = [DIM + 1 + (config.embed_dim if conditional else 0)]
+        widths += [config.hidden] * (config.n_linear - 1) + [DIM]
+        layers: list[nn.Module] = []
+        for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+            if i > 0:
+                layers.append(nn.LeakyReLU(config.negative_slope))
+            layers.append(nn.Linear(fan_in, fan_out))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, y: Tensor, t: Tensor | float, c: Tensor | int | None = None) -> Tensor:
+        r"""The velocity :math:`v_t(y \mid c)`.
+
+        Arguments:
+            y: points, ``(n, 2)``.
+            t: times, ``(n,)``, or one time for all points (a float or a 0-d tensor).
+            c: class labels in ``[0, n_classes - 1]``, ``(n,)`` or one int for all points;
+                required by the conditional model, ``None`` for the unconditional one.
+
+        Returns:
+            The velocity, ``(n, 2)``.
+        """
+        n = y.shape[0]
+        t = torch.as_tensor(t, dtype=y.dtype, device=y.device)
+        if t.ndim == 0:
+            t = t.expand(n)
+        return self._velocity(y, t, self._embed(c, n, y.device))
+
+    def _velocity(self, y: Tensor, t: Tensor, embedded: Tensor | None) -> Tensor:
+        if embedded is None:
+            features = [y, t[:, None]]
+        else:
+            features = [y, t[:, None], embedded.expand(y.shape[0], -1)]
+        return self.net(torch.cat(features, dim=1))
+
+    def _embed(self, c: Tensor | int | None, n: int | None, device: torch.device) -> Tensor | None:
+        """The class embedding, ``(n, embed_dim)`` or ``(1, embed_dim)`` for one int, after
+        checking ``c`` against the config (and against ``n`` points when given)."""
+        n_classes = self.config.n_classes
+        if n_classes is None:
+            if c is not None:
+                raise ValueError("c must be None: this model is unconditional (n_classes=None)")
+            return None
+        allowed = f"class labels in [0, {n_classes - 1}]"
+        if c is None:
+            raise ValueError(f"c is required: this model is class-conditional, pass {allowed}")
+        c = torch.as_tensor(c, device=device)
+        if c.is_floating_point() or c.is_complex() or c.dtype == torch.bool:
+            raise ValueError(f"c must be integer {allowed}, got dtype {c.dtype}")
+        if c.ndim == 0:
+            c = c.reshape(1)
+        elif c.ndim != 1 or (n is not None and len(c) != n):
+            expected = f"({n},)" if n is not None else "(n,)"
+            raise ValueError(f"c must have shape {expected} or be one int, got {tuple(c.shape)}")
+        # A data-dependent check would break a compiled graph; nn.Embedding still rejects a
+        # bad index there, only with a less helpful message.
+        if not torch.compiler.is_compiling():
+            bad = (c < 0) | (c >= n_classes)
+            if bad.any():
+                raise ValueError(f"c must be {allowed}, got {c[bad][0].item()}")
+        return self.embedding(c)
+
+    def as_velocity(self, c: Tensor | int | None = None, n: int | None = None) -> Velocity:
+        r"""The field as a :data:`flows_src.ode.Velocity` ``v(y, t)`` for class ``c``.
+
+        The class is checked and embedded once here rather than at every solver step.
+
+        Arguments:
+            c: as in :meth:`forward`; an int serves any number of points.
+            n: when given, ``c`` must be one int or have shape ``(n,)``.
+        """
+        embedded = self._embed(c, n, next(self.parameters()).device)
+        return lambda y, t: self._velocity(y, t, embedded)
+
+    def loss(self, x_1: Tensor, c: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        r"""The flow-matching objective of Eq. 16 on one batch (Alg. 1).
+
+        .. math:: \mathcal{L} = \frac{1}{n} \sum_{i=1}^n \|v_{t_i}(x_{t_i}) - (x_1^i - x_0^i)\|^2
+
+        squared error summed over the 2 coordinates, averaged over the points, with fresh
+        :math:`x_0, t` from torch's global generator (see :func:`sample_path`).
+
+        Arguments:
+            x_1: a batch of data, ``(n, 2)``.
+            c: its class labels, ``(n,)``, for the conditional model.
+
+        Returns:
+            ``(loss, {})``: the scalar loss and no further components.
+        """
+        path = sample_path(x_1)
+        error = self(path.x_t, path.t, c) - path.dx_t
+        return error.square().sum(dim=1).mean(), {}
+
+    def sample(
+        self,
+        n: int,
+        *,
+        dt: float | None = None,
+        c: Tensor | int | None = None,
+        generator: torch.Generator | None = None,
+        method: str = "euler",
+        return_intermediates: bool = False,
+        times: Sequence[float] | Tensor | None = None,
+    ) -> ODESolution:
+        r"""Draw :math:`x_0 \sim \mathcal{N}(0, I)` and integrate from :math:`t = 0` to :math:`1`
+        (Eq. 17, Alg. 2 with Euler).
+
+        Arguments:
+            n: the number of points.
+            dt: the step, in ``(0, 1]`` (default ``config.dt``).
+            c: classes, ``(n,)`` or one int, for the conditional model.
+            generator: for :math:`x_0` (default: torch's global generator).
+            method, return_intermediates, times: as in :func:`flows_src.ode.solve`.
+
+        Returns:
+            An :class:`~flows_src.ode.ODESolution`; ``y`` holds the samples, ``(n, 2)``.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be an integer >= 1, got {n!r}")
+        weight = next(self.parameters())
+        x_0 = torch.randn(n, DIM, generator=generator, dtype=weight.dtype, device=weight.device)
+        return self.sample_from(x_0, dt=dt, c=c, method=method,
+                                return_intermediates=return_intermediates, times=times)
+
+    def sample_from(
+        self,
+        x_0: Tensor,
+        *,
+        dt: float | None = None,
+        c: Tensor | int | None = None,
+        method: str = "euler",
+        return_intermediates: bool = False,
+        times: Sequence[float] | Tensor | None = None,
+    ) -> ODESolution:
+        r"""Integrate given noise ``x_0`` ``(n, 2)`` from :math:`t = 0` to :math:`1` (Eq. 17);
+        the arguments are :meth:`sample`'s."""
+        return solve(
+            self.as_velocity(c, x_0.shape[0]),
+            x_0,
+            dt=self.config.dt if dt is None else dt,
+            method=method,
+            return_intermediates=return_intermediates,
+            times=times,
+        )
+
+    def reverse(
+        self,
+        x_1: Tensor,
+        *,
+        dt: float | None = None,
+        c: Tensor | int | None = None,
+        method: str = "euler",
+        return_intermediates: bool = False,
+        times: Sequence[float] | Tensor | None = None,
+    ) -> ODESolution:
+        r"""Integrate from :math:`t = 1` back to :math:`0`, mapping data to noise (Eq. 18).
+
+        Arguments:
+            x_1: points, ``(n, 2)``.
+            dt: the step, in ``(0, 1]`` (default ``config.dt``).
+            c: classes, ``(n,)`` or one int, for the conditional model.
+            method, return_intermediates, times: as in :func:`flows_src.ode.solve`; the
+                returned times run from 1 down to 0.
+
+        Returns:
+            An :class:`~flows_src.ode.ODESolution`; ``y`` holds :math:`x_0`, ``(n, 2)``.
+        """
+        return solve(
+            self.as_velocity(c, x_1.shape[0]),
+            x_1,
+            dt=self.config.dt if dt is None else dt,
+            t_start=1.0,
+            t_end=0.0,
+            method=method,
+            return_intermediates=return_intermediates,
+            times=times,
+        )
+
+    def log_prob(
+        self,
+        x_1: Tensor,
+        c: Tensor | int | None = None,
+        *,
+        dt: float = 0.01,
+        method: str = "rk4",
+    ) -> Tensor:
+        r"""Model log density :math:`\log p_1(x_1 \mid c)` in nats, ``(n,)``, with a standard
+        normal :math:`p_0`, by the instantaneous change of variables
+        (:func:`flows_src.ode.log_prob`, Chen et al. 2018).
+        """
+        return log_prob(self.as_velocity(c, x_1.shape[0]), x_1, dt=dt, method=method)

@@ -1,0 +1,294 @@
+r"""The RealNVP-style normalizing flow of Sec. 3: affine coupling layers and permutations.
+
+The data is 2D, so a coupling layer splits a point ``z`` of shape ``(n, 2)`` into ``z_l``
+(first coordinate) and ``z_r`` (second); the permutation between coupling layers swaps them,
+so consecutive layers transform alternate coordinates.
+
+References:
+    Dinh, Sohl-Dickstein and Bengio, "Density estimation using Real NVP", ICLR 2017.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from flows_src.config import NFConfig
+
+__all__ = ["AffineCoupling", "Permutation", "NormalizingFlow"]
+
+_DIM = 2
+
+
+def _log_standard_normal(z: Tensor) -> Tensor:
+    r"""$\log \mathcal{N}(z; 0, I)$ of ``z`` ``(n, d)``, shape ``(n,)``.
+
+    The closed form $-\frac{1}{2}(\|z\|^2 + d \log 2\pi)$ equals
+    ``MultivariateNormal(zeros(d), eye(d)).log_prob(z)``; it needs no distribution object that
+    would have to follow the model across devices and dtypes.
+    """
+    return -0.5 * (z.square().sum(-1) + z.shape[-1] * math.log(2 * math.pi))
+
+
+class AffineCoupling(nn.Module):
+    r"""One affine coupling layer $h$ (Eq. 3-6) on 2D points.
+
+    $f(z_l) = (\log \hat{s}, b)$ comes from two independent MLPs, each ``n_linear`` Linear
+    layers ``1 -> hidden -> ... -> hidden -> 1`` with LeakyReLU between them. Their weights are
+    stored stacked, ``weight[i]`` of shape ``(2, in, out)`` and ``bias[i]`` of shape
+    ``(2, 1, out)`` (index 0: the $\log \hat{s}$ network, 1: the $b$ network), so both networks
+    run as one batched matmul per layer: the same two networks, a fraction of the kernel calls.
+
+    Arguments:
+        hidden: width of the hidden layers.
+        n_linear: Linear layers per MLP (at least 2).
+        negative_slope: of the LeakyReLU.
+        log_s_bound: when set, the $\log \hat{s}$ network's output $r$ passes through the
+            soft clamp $B \tanh(r / B)$, so one layer scales by at most $e^{\pm B}$;
+            ``None`` leaves it unbounded (see :class:`~flows_src.config.NFConfig`).
+
+    Example:
+        >>> h = AffineCoupling()
+        >>> z = torch.randn(4, 2)
+        >>> torch.allclose(h.inverse(h(z)), z, atol=1e-6)
+        True
+    """
+
+    def __init__(self, hidden: int = 8, n_linear: int = 5, negative_slope: float = 0.01,
+                 log_s_bound: float | None = None):
+        super().__init__()
+        if n_linear < 2:
+            raise ValueError(f"n_linear must be an integer >= 2, got {n_linear!r}")
+        self.negative_slope = negative_slope
+        self.log_s_bound = log_s_bound
+        sizes = [1] + [hidden] * (n_linear - 1) + [1]
+        self.weight = nn.ParameterList()
+        self.bias = nn.ParameterList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            # nn.Linear's default init (kaiming-uniform with a=sqrt(5), and its bias rule) is
+            # U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both; the stacked layout hides fan_in from
+            # nn.init, so the bound is written out.
+            bound = 1 / math.sqrt(fan_in)
+            weight = torch.empty(2, fan_in, fan_out).uniform_(-bound, bound)
+            self.weight.append(nn.Parameter(weight))
+            self.bias.append(nn.Parameter(torch.empty(2, 1, fan_out).uniform_(-bound, bound)))
+
+    def log_s_and_b(self, z_l: Tensor) -> tuple[Tensor, Tensor]:
+        r"""$f(z_l) = (\log \hat{s}, b)$ of Eq. 3; ``z_l`` ``(n, 1)`` to two ``(n, 1)``."""
+        h = z_l.expand(2, -1, -1)
+        last = len(self.weight) - 1
+        for i, (weight, bias) in enumerate(zip(self.weight, self.bias)):
+            h = torch.baddbmm(bias, h, weight)
+            if i < last:
+                h = F.leaky_relu(h, self.negative_slope)
+        log_s, b = h[0], h[1]
+        if self.log_s_bound is not None:
+            log_s = self.log_s_bound * torch.tanh(log_s / self.log_s_bound)
+        return log_s, b
+
+    def forward(self, z: Tensor) -> Tensor:
+        r"""$y = h(z) = (z_l, e^{\log \hat{s}} \odot z_r + b)$ (Eq. 3); shapes ``(n, 2)``."""
+        z_l, z_r = z[:, :1], z[:, 1:]
+        log_s, b = self.log_s_and_b(z_l)
+        return torch.cat([z_l, log_s.exp() * z_r + b], dim=1)
+
+    def inverse_and_log_det(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        r"""$z = h^{-1}(y)$ (Eq. 4) and $\log |\det \partial h^{-1}(y) / \partial y^T|$ (Eq. 6).
+
+        The log-determinant is $-\sum_k \log \hat{s}_k$, taken from $\log \hat{s}$ directly
+        and never through the determinant itself. Shapes: ``(n, 2)`` to ``(n, 2)``, ``(n,)``.
+        """
+        y_l, y_r = y[:, :1], y[:, 1:]
+        log_s, b = self.log_s_and_b(y_l)
+        z = torch.cat([y_l, (y_r - b) * torch.exp(-log_s)], dim=1)
+        return z, -log_s.sum(dim=1)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        r"""$z = h^{-1}(y) = (y_l, (y_r - b) / \hat{s})$ (Eq. 4); ``(n, 2)`` to ``(n, 2)``."""
+        return self.inverse_and_log_det(y)[0]
+
+    def log_det_inverse(self, y: Tensor) -> Tensor:
+        r"""$\log |\det \partial h^{-1}(y) / \partial y^T| = -\sum_k \log \hat{s}_k$ (Eq. 6).
+
+        Shapes: ``(n, 2)`` to ``(n,)``.
+        """
+        log_s, _ = self.log_s_and_b(y[:, :1])
+        return -log_s.sum(dim=1)
+
+    @torch.no_grad()
+    def load_reference_mlps(self, log_s_net: nn.Sequential, b_net: nn.Sequential) -> None:
+        r"""Copy the weights of two plain MLPs (the $\log \hat{s}$ and the $b$ network).
+
+        Each ``nn.Sequential`` must hold ``n_linear`` ``nn.Linear`` layers of this layer's
+        sizes; the activations between them are not inspected.
+        """
+        nets = [[m for m in net if isinstance(m, nn.Linear)] for net in (log_s_net, b_net)]
+        for net in nets:
+            if len(net) != len(self.weight):
+                raise ValueError(f"expected {len(self.weight)} Linear layers, got {len(net)}")
+        for weight, bias, linears in zip(self.weight, self.bias, zip(*nets)):
+            stacked = torch.stack([linear.weight.T for linear in linears])
+            if stacked.shape != weight.shape:
+                raise ValueError(f"Linear weights {tuple(stacked.shape)} != {tuple(weight.shape)}")
+            weight.copy_(stacked)
+            bias.copy_(torch.stack([linear.bias for linear in linears]).unsqueeze(1))
+
+
+class Permutation(nn.Module):
+    r"""A fixed permutation of the coordinates (Sec. 3.1.5): reverses their order.
+
+    For 2D points it swaps $z_l$ and $z_r$. Its Jacobian determinant is $\pm 1$, so it adds 0
+    to the log-determinant of Eq. 8.
+    """
+
+    def __init__(self, dim: int = _DIM):
+        super().__init__()
+        perm = torch.arange(dim - 1, -1, -1)
+        # Derived from the architecture, not learned: kept out of checkpoints.
+        self.register_buffer("perm", perm, persistent=False)
+        self.register_buffer("inverse_perm", torch.argsort(perm), persistent=False)
+
+    def forward(self, z: Tensor) -> Tensor:
+        """Permute the coordinates of ``z`` ``(n, dim)``."""
+        return z.index_select(1, self.perm)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        """Undo :meth:`forward` on ``y`` ``(n, dim)``."""
+        return y.index_select(1, self.inverse_perm)
+
+
+class NormalizingFlow(nn.Module):
+    r"""$x = \phi(z)$ (Eq. 1): ``n_couplings`` affine coupling layers with a permutation
+    between consecutive ones, and base distribution $p_z = \mathcal{N}(0, I)$ on 2D points.
+
+    Trained by maximum likelihood with the loss of Eq. 9 (:meth:`loss`).
+
+    Intermediates (``return_intermediates=True``) are a tensor ``(n_couplings + 1, n, 2)``:
+    the input and the output of every coupling layer, all expressed in the axes of $x$ (the
+    permutations still to come are applied to each), so that in a plot every coupling layer
+    moves a point along one axis, alternating between the two. :meth:`forward` lists them from
+    $z$ (t = 0) to $x$ (t = 1), :meth:`inverse` from $x$ (t = 1) to $z$ (t = 0): for the same
+    points one is the other reversed. The $x$ end is $x$; the $z$ end is $z$ in the axes of
+    $x$, which is $z$ itself for an odd number of coupling layers (the exercise's 15) and $z$
+    with its coordinates swapped for an even number (the same $\mathcal{N}(0, I)$ either way).
+
+    Arguments:
+        config: the architecture (``n_couplings``, ``hidden``, ``n_linear``,
+            ``negative_slope``); the exercise's defaults when ``None``.
+
+    Example:
+        >>> flow = NormalizingFlow(NFConfig(n_couplings=3))
+        >>> x = flow.sample(5, torch.Generator().manual_seed(0))
+        >>> flow.log_prob(x).shape
+        torch.Size([5])
+    """
+
+    def __init__(self, config: NFConfig | None = None):
+        super().__init__()
+        self.config = config if config is not None else NFConfig()
+        self.couplings = nn.ModuleList(
+            AffineCoupling(self.config.hidden, self.config.n_linear, self.config.negative_slope,
+                           self.config.log_s_bound)
+            for _ in range(self.config.n_couplings)
+        )
+        # One fixed permutation, reused between every pair of consecutive coupling layers.
+        self.permutation = Permutation(_DIM)
+
+    def forward(
+        self, z: Tensor, return_intermediates: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        r"""$x = \phi(z)$, ``(n, 2)``; with intermediates also ``(n_couplings + 1, n, 2)``."""
+        states = [z] if return_intermediates else None
+        for k, coupling in enumerate(self.couplings):
+            if k:
+                z = self.permutation(z)
+            z = coupling(z)
+            if states is not None:
+                states.append(z)
+        return (z, self._in_output_axes(states)) if states is not None else z
+
+    def _in_output_axes(self, states: list[Tensor]) -> Tensor:
+        # states[k] (k >= 1) is the output of coupling layer k, in the axes left by the k - 1
+        # permutations before it; the n_couplings - k after it bring it to the axes of x.
+        # states[0], the input z, lies in the axes of states[1].
+        axes = torch.arange(_DIM, device=states[0].device)
+        shown = [states[-1]]
+        for k in range(len(states) - 2, -1, -1):
+            if k:
+                axes = axes[self.permutation.perm]
+            shown.append(states[k].index_select(1, axes))
+        return torch.stack(shown[::-1])
+
+    def _inverse(self, x: Tensor, states: list[Tensor] | None) -> tuple[Tensor, Tensor]:
+        log_det = x.new_zeros(x.shape[0])
+        for k in reversed(range(len(self.couplings))):
+            x, log_det_k = self.couplings[k].inverse_and_log_det(x)
+            log_det = log_det + log_det_k
+            if k:
+                x = self.permutation.inverse(x)
+            if states is not None:
+                states.append(x)
+        return x, log_det
+
+    def inverse(
+        self, x: Tensor, return_intermediates: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        r"""$z = \phi^{-1}(x)$, ``(n, 2)``; with intermediates also ``(n_couplings + 1, n, 2)``
+        ordered from $x$ (t = 1) to $z$ (t = 0)."""
+        states = [x] if return_intermediates else None
+        z, _ = self._inverse(x, states)
+        return (z, self._in_output_axes(states[::-1]).flip(0)) if states is not None else z
+
+    def inverse_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        r"""$z = \phi^{-1}(x)$ ``(n, 2)`` and $\log |\det \partial \phi^{-1}(x) / \partial x^T|$
+        ``(n,)`` in one pass (Eq. 7-8: the sum of each coupling layer's Eq. 6; permutations
+        add 0)."""
+        return self._inverse(x, None)
+
+    def log_det_inverse(self, x: Tensor) -> Tensor:
+        r"""$\log |\det \partial \phi^{-1}(x) / \partial x^T|$ (Eq. 8), ``(n, 2)`` to ``(n,)``."""
+        return self._inverse(x, None)[1]
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        r"""$\log p(x) = \log p_z(\phi^{-1}(x)) + \log |\det \partial \phi^{-1}(x) / \partial x^T|$
+        (Eq. 2), ``(n, 2)`` to ``(n,)``.
+
+        Far outside the data a trained flow's inverse can leave the dtype's range (inf, then
+        nan); such points get $-\infty$ rather than nan, so a density map or a mean over
+        points stays usable. A nan in ``x`` still gives nan.
+        """
+        z, log_det = self._inverse(x, None)
+        log_p = _log_standard_normal(z) + log_det
+        overflowed = log_p.isnan() & ~x.isnan().any(dim=1)
+        return log_p.masked_fill(overflowed, -math.inf)
+
+    def loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        r"""The batch mean of Eq. 9, $-\log p_z(\phi^{-1}(x)) - \log |\det \partial
+        \phi^{-1}(x) / \partial x^T|$, for ``x`` ``(n, 2)``.
+
+        Returns the scalar loss and its two components' batch means, detached, as
+        ``{"log_det": ..., "log_pz": ...}`` (loss = -(log_pz + log_det)). An overflow shows
+        here as nan or inf, unlike in :meth:`log_prob`, so that training stops on it. Free of
+        Python side effects, so ``torch.compile(flow.loss)`` traces it whole.
+        """
+        z, log_det = self._inverse(x, None)
+        log_pz = _log_standard_normal(z)
+        loss = -(log_pz + log_det).mean()
+        return loss, {"log_det": log_det.mean().detach(), "log_pz": log_pz.mean().detach()}
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        r"""$x = \phi(z)$ for $z \sim \mathcal{N}(0, I)$, shape ``(n, 2)``, without gradients.
+
+        $z$ is drawn on the generator's device (so a seeded CPU generator gives the same
+        points on any device), then moved to the model's.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be an integer >= 1, got {n!r}")
+        param = next(self.parameters())
+        device = generator.device if generator is not None else param.device
+        z = torch.randn(n, _DIM, generator=generator, device=device, dtype=param.dtype)
+        return self(z.to(param.device))
