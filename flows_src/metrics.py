@@ -84,14 +84,25 @@ def quality(samples: Tensor | np.ndarray, data: Tensor | np.ndarray,
     return result
 
 
+def _cell(value: object) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.1e}" if 0 < abs(value) < 1e-3 else f"{value:.4f}"
+    return str(value)
+
+
 def format_table(rows: list[list[object]], header: list[str]) -> str:
-    """A plain-text table, columns aligned, floats to 4 decimals."""
-    cells = [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row] for row in rows]
+    """A plain-text table: numbers right-aligned (4 decimals, or scientific below 1e-3),
+    text left-aligned."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    numeric = [all(isinstance(row[i], (int, float, np.number)) for row in rows)
+               for i in range(len(header))]
     widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
-    line = "  ".join("-" * w for w in widths)
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), line]
-    out += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(out)
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if num else v.ljust(w)
+                         for v, w, num in zip(values, widths, numeric)).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, cells)])
 
 
 def format_quality(q: dict, name: str = "model") -> str:
