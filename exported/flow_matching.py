@@ -183,7 +183,7 @@ fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
 plotting.bands(ax, standardizer)
 plotting.trajectories(ax, back.states[::10], back.times[::10],
                       title="Q5: reverse trajectories x -> noise (circles: the noise)")
-ax.scatter(*probe.T, marker="*", s=120, c=["tab:green"] * 3 + ["tab:red"] * 2, zorder=4)
+plotting.probes(ax, probe)
 ax.scatter(*nf_z.T, marker="x", s=50, color="tab:purple", zorder=4,
            label="normalizing flow's inverse")
 ax.legend(fontsize=8, loc="lower right")

@@ -15,12 +15,12 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from flows_src.rings import CENTERS, COLOURS, RADIUS, THICKNESS, Standardizer
+from flows_src.rings import CENTERS, COLOURS, PROBE_INSIDE, RADIUS, THICKNESS, Standardizer
 from flows_src.runs import atomic_write
 
 __all__ = [
     "ring_colour", "finish", "points", "classes", "bands", "trajectories", "time_colorbar",
-    "density", "panels", "epoch_curves", "batch_losses",
+    "density", "panels", "epoch_curves", "batch_losses", "probes",
 ]
 
 # matplotlib's "yellow" vanishes on white paper; the logo's yellow is closer to gold
@@ -177,4 +177,19 @@ def batch_losses(ax: Axes, losses: list[float] | np.ndarray, *, window: int = 20
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
+    return ax
+
+
+def probes(ax: Axes, xy: np.ndarray, notes: list[str] | None = None) -> Axes:
+    """Mark the five probe points (:data:`flows_src.rings.PROBE_POINTS`, standardized,
+    ``(5, 2)``): green stars inside the logo, red outside, each with its index and an
+    optional note (e.g. its log-density)."""
+    xy = np.asarray(xy)
+    for i, (x, y) in enumerate(xy):
+        ax.scatter(x, y, marker="*", s=140, zorder=5, edgecolors="w", linewidths=0.6,
+                   color="tab:green" if PROBE_INSIDE[i] else "tab:red")
+        text = f"{i}" + (f": {notes[i]}" if notes else "")
+        ax.annotate(text, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8,
+                    zorder=6, bbox={"boxstyle": "round,pad=0.15", "fc": "w", "alpha": 0.7,
+                                    "lw": 0})
     return ax
