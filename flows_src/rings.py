@@ -19,6 +19,7 @@ __all__ = [
     "CENTERS", "RADIUS", "THICKNESS", "COLOURS", "BOX", "PROBE_POINTS", "PROBE_INSIDE",
     "Standardizer", "as_generator", "check_n_points", "band_distance", "in_ring",
     "ring_of", "sample_union", "sample_per_ring", "union_area", "data_entropy",
+    "spread_latents",
 ]
 
 #: Ring centers in raw coordinates, in the order of the class labels 0..4.
@@ -43,6 +44,17 @@ PROBE_POINTS = np.array([
     [-1.5, 1.5],
 ])
 PROBE_INSIDE = np.array([True, True, True, False, False])
+
+
+def spread_latents(n: int) -> np.ndarray:
+    """``(n, 2)`` latent points spread evenly over N(0, I), for trajectory plots: radii at
+    the quantiles (k + 1/2) / n of the distance from the origin (P(|z| <= r) =
+    1 - exp(-r^2 / 2)), each turned by the golden angle from the last, so a handful of
+    points covers the whole Gaussian rather than wherever a random draw happens to fall."""
+    k = np.arange(n)
+    radius = np.sqrt(-2 * np.log1p(-(k + 0.5) / n))
+    angle = 2 * np.pi * k * (0.5 * (np.sqrt(5) - 1))
+    return np.column_stack([radius * np.cos(angle), radius * np.sin(angle)])
 
 
 @dataclass(frozen=True)

@@ -100,3 +100,11 @@ def test_standardizer_round_trip_and_probe_points():
     np.testing.assert_allclose(s.inverse(s.transform(p)), p)
     assert (rings.in_ring(rings.PROBE_POINTS).any(1) == rings.PROBE_INSIDE).all()
     assert rings.PROBE_INSIDE.sum() == 3
+
+
+def test_spread_latents_cover_the_gaussian_by_mass():
+    z = rings.spread_latents(10)
+    mass_inside = 1 - np.exp(-np.linalg.norm(z, axis=1) ** 2 / 2)  # P(|Z| <= |z|)
+    np.testing.assert_allclose(mass_inside, (np.arange(10) + 0.5) / 10, atol=1e-12)
+    angles = np.sort(np.arctan2(z[:, 1], z[:, 0]))
+    assert np.diff(angles).min() > 0.2  # no two points in the same direction
