@@ -6,6 +6,8 @@
 #   make test         set up and run the tests (what CI runs)
 #   make run NB=normalizing_flow ARGS="-p seed 3"   one notebook through papermill
 #   make export       notebooks/*.py -> exported/*.py
+#   make report       the PDF report from the executed notebooks of SEED (<= 12 pages)
+#   make submission   the hand-in zip (README with AUTHOR/USERNAME, code, scripts, report)
 #   make clean        remove runs/ and build/ (keeps .venv)
 
 SHELL := /bin/bash
@@ -21,7 +23,13 @@ NOTEBOOKS := $(basename $(notdir $(wildcard notebooks/*.py)))
 # notebooks whose models train: FORCE=1 passes them force=True
 TRAINING := normalizing_flow flow_matching conditional_flow_matching
 
-.PHONY: setup test run export all notebooks clean
+# AUTHOR=/USERNAME= given on the make command line override author.toml; environment
+# variables of those names are ignored (many shells export USERNAME, which would silently
+# rename the hand-in)
+WHO = $(if $(filter command line,$(origin AUTHOR)),--author "$(AUTHOR)") \
+      $(if $(filter command line,$(origin USERNAME)),--username "$(USERNAME)")
+
+.PHONY: setup test run export all notebooks clean report submission
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +39,7 @@ $(STAMP): requirements.txt
 	touch $@
 
 setup: $(STAMP)
+	@bash tools/setup_system.sh
 
 test: setup
 	$(PY) -m pytest -q tests
@@ -52,11 +61,19 @@ nb-flow_matching: nb-normalizing_flow
 # the longest first, so the other core works through the rest meanwhile
 notebooks: nb-normalizing_flow $(addprefix nb-,$(filter-out normalizing_flow,$(NOTEBOOKS)))
 
+report: setup
+	$(PY) tools/report.py --seed $(SEED) $(WHO)
+
+submission: export report
+	$(PY) tools/submission.py --seed $(SEED) $(WHO)
+
 all: setup
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory -j2 notebooks && \
-	$(MAKE) --no-print-directory export && \
-	echo "make all: done in $$(( $$(date +%s) - start )) s"
+	$(MAKE) --no-print-directory submission && \
+	echo "make all: done in $$(( $$(date +%s) - start )) s" && \
+	echo "report: runs/report/seed-$(SEED)/report.pdf" && \
+	ls runs/submission/*.zip | sed 's/^/hand-in: /'
 
 clean:
 	rm -rf runs build

@@ -33,7 +33,7 @@ def ring_colour(label: int) -> str:
     return _DISPLAY.get(name, name)
 
 
-def finish(fig: Figure, path: str | os.PathLike | None = None) -> Figure:
+def finish(fig: Figure, path: str | os.PathLike | None = None) -> None:
     """Save ``fig`` to ``path`` (PNG, written atomically) and show it.
 
     Under a non-interactive backend (a headless script) the figure is closed instead of
@@ -45,7 +45,6 @@ def finish(fig: Figure, path: str | os.PathLike | None = None) -> Figure:
         plt.close(fig)
     else:
         plt.show()
-    return fig
 
 
 def _frame(ax: Axes, title: str | None) -> Axes:

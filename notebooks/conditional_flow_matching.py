@@ -41,7 +41,6 @@ from flows_src.training import train_or_load, validation
 config = FMConfig(n_points=n_points, n_val=n_val, epochs=epochs, batch_size=batch_size,
                   lr=lr, seed=seed, compile=compile_model, dt=dt, n_classes=5)
 out = run_dir("conditional_flow_matching", seed, runs_root)
-print(config)
 
 # %% [markdown]
 # ## Training
@@ -204,3 +203,4 @@ write_json(out / "metrics.json", {
     "bonus": {"class": bonus_class, "attempts": attempts, "shooting_x0": shot.x_0,
               "shooting_errors": shot.errors},
 })
+print(f"figures and metrics in {out}")

@@ -45,7 +45,6 @@ from flows_src.training import train_or_load, validation
 config = FMConfig(n_points=n_points, n_val=n_val, epochs=epochs, batch_size=batch_size,
                   lr=lr, seed=seed, compile=compile_model, dt=dt)
 out = run_dir("flow_matching", seed, runs_root)
-print(config)
 
 # %% [markdown]
 # ## Training
@@ -81,7 +80,8 @@ plotting.batch_losses(ax, history.batch_loss, window=500,
                       title="Q1: flow-matching loss (Eq. 16) per training batch")
 ax.set_ylim(0, np.percentile(history.batch_loss, 99.5))
 plotting.finish(fig, out / "fm_q1_loss.png")
-print(metrics.format_table([[e["epoch"], e["loss"]] for e in history.epochs],
+print(metrics.format_table([[e["epoch"], e["loss"]] for e in history.epochs
+                            if e["epoch"] % 5 == 0 or e["epoch"] in (1, epochs)],
                            ["epoch", "validation loss (Eq. 16)"]))
 
 # %% [markdown]
@@ -91,7 +91,7 @@ print(metrics.format_table([[e["epoch"], e["loss"]] for e in history.epochs],
 # %%
 solution = model.sample(1000, generator=torch.Generator().manual_seed(seed),
                         times=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
-fig, axes = plotting.panels(6, size=2.9)
+fig, axes = plotting.panels(6, size=2.3, cols=3)
 for ax, t, state in zip(axes, solution.times, solution.states):
     plotting.points(ax, state, s=2, title=f"t = {t:.1f}")
 fig.suptitle("Q2: flow matching, the distribution over time")
@@ -147,7 +147,7 @@ print(f"Path length / straight-line distance (1 = a straight line), mean over 10
 steps = [0.002, 0.02, 0.05, 0.1, 0.2]
 x_0 = torch.randn(1000, 2, generator=torch.Generator().manual_seed(seed + 20))
 quantized = {s: model.sample_from(x_0, dt=s) for s in steps}
-fig, axes = plotting.panels(len(steps), size=2.9)
+fig, axes = plotting.panels(len(steps), size=2.3, cols=3)
 rows = []
 for ax, (s, sol) in zip(axes, quantized.items()):
     band = metrics.in_band_fraction(sol.y, standardizer)
@@ -197,12 +197,11 @@ plotting.time_colorbar(fig, ax)
 plotting.finish(fig, out / "fm_q5_reverse.png")
 print(metrics.format_table([
     [i, "inside" if rings.PROBE_INSIDE[i] else "outside",
-     f"({back.y[i, 0]:+.3f}, {back.y[i, 1]:+.3f})", f"({nf_z[i, 0]:+.3f}, {nf_z[i, 1]:+.3f})",
      float(np.linalg.norm(back.y[i].numpy() - nf_z[i])), fm_error[i],
      nf_probe["reconstruction_error"][i], float(fm_log_p[i]), nf_probe["log_p"][i]]
     for i in range(5)],
-    ["point", "where", "FM noise", "NF latent", "distance", "FM |fwd(rev(x))-x|",
-     "NF |fwd(inv(x))-x|", "FM log p", "NF log p"]))
+    ["point", "where", "|FM noise - NF latent|", "FM |fwd(rev(x))-x|", "NF |fwd(inv(x))-x|",
+     "FM log p", "NF log p"]))
 
 # %%
 print(f"The flow-matching reverse lands at noise points a mean distance "
@@ -255,3 +254,4 @@ write_json(out / "metrics.json", {
     "path_length_ratio": fm_ratio, "quantization": rows,
     "probe": {"noise": back.y, "reconstruction_error": fm_error, "log_p": fm_log_p},
 })
+print(f"figures and metrics in {out}")

@@ -39,7 +39,6 @@ from flows_src.training import train_or_load, validation
 config = NFConfig(n_points=n_points, n_val=n_val, epochs=epochs, batch_size=batch_size,
                   lr=lr, seed=seed, compile=compile_model)
 out = run_dir("normalizing_flow", seed, runs_root)
-print(config)
 
 # %% [markdown]
 # ## Training
@@ -77,8 +76,9 @@ plotting.epoch_curves(ax, history.epochs[1:], {
     "log_pz": r"$\log p_z(\phi^{-1}(x))$"}, floor=H, title="Q1: validation loss and its parts")
 plotting.finish(fig, out / "nf_q1_loss.png")
 first, last = history.epochs[1], history.epochs[-1]
-print(metrics.format_table(
-    [[e["epoch"], e["loss"], e["log_det"], e["log_pz"]] for e in history.epochs[1:]],
+print(metrics.format_table(  # every fifth epoch: the figure has them all
+    [[e["epoch"], e["loss"], e["log_det"], e["log_pz"]] for e in history.epochs[1:]
+     if e["epoch"] % 5 == 0 or e["epoch"] in (1, epochs)],
     ["epoch", "val loss", "log det", "log p_z"]))
 
 # %% [markdown]
@@ -126,7 +126,7 @@ with torch.no_grad():
     _, states = model.forward(z, return_intermediates=True)
 L = config.n_couplings
 layers = np.unique(np.round(np.linspace(0, L, 6)).astype(int))
-fig, axes = plotting.panels(len(layers), size=2.9)
+fig, axes = plotting.panels(len(layers), size=2.3, cols=3)
 for ax, k in zip(axes, layers):
     plotting.points(ax, states[k], s=2, title=f"after layer {k} of {L} (t = {k / L:.1f})"
                     if k else "z ~ N(0, I) (t = 0)")

@@ -4,6 +4,8 @@ every notebook (and its exported script) is run by the tests."""
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -19,3 +21,18 @@ TINY = {
 }
 #: The order notebooks run in: a notebook reads the results of those before it.
 ORDER = ["data", "normalizing_flow", "flow_matching", "conditional_flow_matching"]
+
+
+@pytest.fixture(scope="session")
+def papermill_runs(tmp_path_factory):
+    """Every notebook run once under papermill with tiny parameters, in ORDER, into one runs
+    folder (a notebook reads the results of the ones before it); shared by the notebook and
+    report tests."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import notebooks as tool
+
+    root = tmp_path_factory.mktemp("papermill")
+    for name in ORDER:
+        pairs = [[k, str(v)] for k, v in TINY[name].items()] + [["runs_root", str(root)]]
+        tool.run(name, pairs, quiet=True)
+    return root

@@ -179,17 +179,19 @@ def test_same_function_as_plain_reference():
     torch.testing.assert_close(log_det, log_det_ref, rtol=0, atol=1e-9)
     torch.testing.assert_close(flow(x), reference(x), rtol=0, atol=1e-9)
 
-    # Same loss, same gradients: the stacked layout trains exactly like two plain MLPs.
+    # Same loss, same gradients: the stacked layout trains exactly like two plain MLPs per
+    # layer; layer k's gradients are slice k of the stack's.
     flow.loss(x)[0].backward()
     reference.loss(x).backward()
-    for ours, theirs in zip(flow.couplings, ref_couplings):
+    stack = flow.couplings
+    for k, theirs in enumerate(ref_couplings):
         linears = [m for m in theirs.log_s_net if isinstance(m, nn.Linear)]
         b_linears = [m for m in theirs.b_net if isinstance(m, nn.Linear)]
         for i, (s_lin, b_lin) in enumerate(zip(linears, b_linears)):
             expected = torch.stack([s_lin.weight.grad.T, b_lin.weight.grad.T])
-            torch.testing.assert_close(ours.weight[i].grad, expected, rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(stack.weight[i].grad[k], expected, rtol=1e-6, atol=1e-6)
             expected = torch.stack([s_lin.bias.grad, b_lin.bias.grad]).unsqueeze(1)
-            torch.testing.assert_close(ours.bias[i].grad, expected, rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(stack.bias[i].grad[k], expected, rtol=1e-6, atol=1e-6)
 
 
 def test_load_reference_mlps_rejects_another_architecture():
@@ -278,9 +280,9 @@ def test_compiled_loss_matches_eager():
     x = torch.randn(64, 2)
     compiled = torch.compile(flow.loss, fullgraph=True)
     loss, parts = compiled(x)
-    (grad,) = torch.autograd.grad(loss, flow.couplings[0].weight[1])
+    (grad,) = torch.autograd.grad(loss, flow.couplings.weight[1])
     eager_loss, eager_parts = flow.loss(x)
-    (eager_grad,) = torch.autograd.grad(eager_loss, flow.couplings[0].weight[1])
+    (eager_grad,) = torch.autograd.grad(eager_loss, flow.couplings.weight[1])
     torch.testing.assert_close(loss, eager_loss, rtol=1e-5, atol=1e-6)
     for name in ("log_det", "log_pz"):
         torch.testing.assert_close(parts[name], eager_parts[name], rtol=1e-5, atol=1e-6)

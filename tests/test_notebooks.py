@@ -39,17 +39,6 @@ def _tiny_args(name):
 
 
 @pytest.fixture(scope="module")
-def papermill_runs(tmp_path_factory):
-    """Every notebook run once with tiny parameters, in order, into one runs folder (a
-    notebook reads the results of the ones before it)."""
-    root = tmp_path_factory.mktemp("papermill")
-    for name in ORDER:
-        pairs = [[k, str(v)] for k, v in TINY[name].items()] + [["runs_root", str(root)]]
-        tool.run(name, pairs, quiet=True)
-    return root
-
-
-@pytest.fixture(scope="module")
 def script_runs(tmp_path_factory):
     """Every exported script run once, in order, with tiny options and seed 3."""
     root = tmp_path_factory.mktemp("scripts")
