@@ -8,6 +8,7 @@
 #   make export       notebooks/*.py -> exported/*.py
 #   make report       the PDF report from the executed notebooks of SEED (<= 12 pages)
 #   make submission   the hand-in zip (README with AUTHOR/USERNAME, code, scripts, report)
+#   make sweep SEEDS="0 1 2"   every notebook per seed, then mean ± std of every metric
 #   make clean        remove runs/ and build/ (keeps .venv)
 
 SHELL := /bin/bash
@@ -18,6 +19,7 @@ STAMP := $(VENV)/.installed
 NB ?= data
 ARGS ?=
 SEED ?= 0
+SEEDS ?= 0 1 2
 NOTEBOOKS := $(basename $(notdir $(wildcard notebooks/*.py)))
 
 # notebooks whose models train: FORCE=1 passes them force=True
@@ -29,7 +31,7 @@ TRAINING := normalizing_flow flow_matching conditional_flow_matching
 WHO = $(if $(filter command line,$(origin AUTHOR)),--author "$(AUTHOR)") \
       $(if $(filter command line,$(origin USERNAME)),--username "$(USERNAME)")
 
-.PHONY: setup test run export all notebooks clean report submission
+.PHONY: setup test run export all notebooks clean report submission sweep
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -74,6 +76,10 @@ all: setup
 	echo "make all: done in $$(( $$(date +%s) - start )) s" && \
 	echo "report: runs/report/seed-$(SEED)/report.pdf" && \
 	ls runs/submission/*.zip | sed 's/^/hand-in: /'
+
+sweep: setup
+	@for s in $(SEEDS); do $(MAKE) --no-print-directory -j2 notebooks SEED=$$s || exit 1; done
+	$(PY) tools/sweep.py --seeds $(SEEDS)
 
 clean:
 	rm -rf runs build
