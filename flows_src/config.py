@@ -11,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["TrainingConfig", "NFConfig", "FMConfig", "config_from_dict"]
+__all__ = ["TrainingConfig", "NFConfig", "FMConfig", "COUPLINGS", "config_from_dict"]
+
+COUPLINGS = ("independent", "ot")
+"""How flow matching may pair noise with data (``FMConfig.coupling``)."""
 
 
 def _check_int(name: str, value: object, low: int) -> None:
@@ -98,6 +101,9 @@ class FMConfig(TrainingConfig):
             through ``nn.Embedding``.
         embed_dim: size of the class embedding.
         negative_slope: of the LeakyReLU between the Linear layers.
+        coupling: how the loss pairs noise with data: ``"independent"`` (the exercise's
+            Alg. 1) or ``"ot"``, minibatch optimal transport (OT-CFM, straighter paths; see
+            :mod:`flows_src.ot`).
     """
 
     hidden: int = 64
@@ -106,11 +112,15 @@ class FMConfig(TrainingConfig):
     n_classes: int | None = None
     embed_dim: int = 8
     negative_slope: float = 0.01
+    coupling: str = "independent"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_int("hidden", self.hidden, 1)
         _check_int("n_linear", self.n_linear, 2)
+        if self.coupling not in COUPLINGS:
+            raise ValueError(f"coupling must be one of {', '.join(map(repr, COUPLINGS))}, "
+                             f"got {self.coupling!r}")
         _check_int("embed_dim", self.embed_dim, 1)
         if self.n_classes is not None:
             _check_int("n_classes", self.n_classes, 1)

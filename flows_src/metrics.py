@@ -6,6 +6,8 @@
   raw ring coordinates. Real data: 1.
 - **Ring balance**: each ring's share of the generated points beside its share of real data.
 - **Conditional accuracy**: the share of class-k samples inside ring k's band.
+- **Straightness** of sampled paths: length over chord (:func:`path_length_ratio`) and the
+  mean squared deviation of the velocity from the chord's (:func:`straightness`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from torch import Tensor
 from flows_src.rings import COLOURS, Standardizer, data_entropy, in_ring, ring_of
 
 __all__ = ["nll", "in_band_fraction", "ring_shares", "ring_balance", "conditional_accuracy",
-           "quality", "format_quality", "log_prob_grid", "format_table", "path_length_ratio"]
+           "quality", "format_quality", "log_prob_grid", "format_table", "path_length_ratio",
+           "straightness"]
 
 
 def _numpy(points: Tensor | np.ndarray) -> np.ndarray:
@@ -142,3 +145,31 @@ def path_length_ratio(states: Tensor | np.ndarray) -> float:
     states = _numpy(states)
     length = np.linalg.norm(np.diff(states, axis=0), axis=-1).sum(0)
     return float(np.mean(length / np.linalg.norm(states[-1] - states[0], axis=-1)))
+
+
+def straightness(states: Tensor | np.ndarray, times: Tensor | np.ndarray) -> float:
+    r"""How far the velocity along the paths is from the chord's (Liu et al. 2022):
+
+    .. math:: S = \frac{1}{T} \int_{t_0}^{t_0 + T}
+              \mathbb{E}\,\Big\|\dot y_t - \frac{y_{t_0 + T} - y_{t_0}}{T}\Big\|^2 dt
+
+    with :math:`\dot y_t` the mean velocity of each step between the kept states. Zero only
+    for straight paths run at constant speed, which one Euler step integrates exactly;
+    unlike :func:`path_length_ratio` it also counts changes of speed along the path.
+
+    Arguments:
+        states: ``(k, n, d)`` states of n points, e.g. an
+            :class:`~flows_src.ode.ODESolution`'s, solved with ``return_intermediates``.
+        times: their ``(k,)`` times, increasing or (a backward solve) decreasing.
+
+    References:
+        Liu et al., "Flow Straight and Fast: Learning to Generate and Transfer Data with
+        Rectified Flow", ICLR 2023 (arXiv:2209.03003).
+    """
+    states, times = _numpy(states), _numpy(times)
+    steps = np.diff(times)
+    span = times[-1] - times[0]
+    velocity = np.diff(states, axis=0) / steps[:, None, None]
+    chord = (states[-1] - states[0]) / span
+    deviation = np.square(velocity - chord).sum(-1).mean(-1)
+    return float((steps * deviation).sum() / span)
