@@ -8,6 +8,7 @@
 #   make export       notebooks/*.py -> exported/*.py
 #   make report       the PDF report from the executed notebooks of SEED (<= 12 pages)
 #   make submission   the hand-in zip (README with AUTHOR/USERNAME, code, scripts, report)
+#   make bench        training-step and sampling speed: plain eager references vs ours
 #   make sweep SEEDS="0 1 2"   every notebook per seed, then mean ± std of every metric
 #   make clean        remove runs/ and build/ (keeps .venv)
 
@@ -20,6 +21,7 @@ NB ?= data
 ARGS ?=
 SEED ?= 0
 SEEDS ?= 0 1 2
+BENCH_ARGS ?=
 NOTEBOOKS := $(basename $(notdir $(wildcard notebooks/*.py)))
 
 # notebooks whose models train: FORCE=1 passes them force=True
@@ -31,7 +33,7 @@ TRAINING := normalizing_flow flow_matching conditional_flow_matching
 WHO = $(if $(filter command line,$(origin AUTHOR)),--author "$(AUTHOR)") \
       $(if $(filter command line,$(origin USERNAME)),--username "$(USERNAME)")
 
-.PHONY: setup test run export all notebooks clean report submission sweep
+.PHONY: setup test run export all notebooks clean report submission sweep bench
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,7 +49,7 @@ test: setup
 	$(PY) -m pytest -q tests
 
 run: setup
-	$(PY) tools/notebooks.py run $(NB) $(ARGS)
+	OMP_NUM_THREADS=1 $(PY) tools/notebooks.py run $(NB) $(ARGS)
 
 export: setup
 	$(PY) tools/notebooks.py export
@@ -76,6 +78,10 @@ all: setup
 	echo "make all: done in $$(( $$(date +%s) - start )) s" && \
 	echo "report: runs/report/seed-$(SEED)/report.pdf" && \
 	ls runs/submission/*.zip | sed 's/^/hand-in: /'
+
+# --quick for a smoke run, --warm-cache to measure what a rerun pays for compiling
+bench: setup
+	$(PY) -m bench.bench $(BENCH_ARGS)
 
 sweep: setup
 	@for s in $(SEEDS); do $(MAKE) --no-print-directory -j2 notebooks SEED=$$s || exit 1; done

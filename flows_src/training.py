@@ -32,8 +32,8 @@ from tqdm import tqdm
 from flows_src.config import TrainingConfig
 from flows_src.runs import load_torch, save_torch
 
-__all__ = ["History", "NonFiniteLossError", "train", "train_or_load", "load_checkpoint",
-           "fingerprint", "evaluate_in_chunks", "validation"]
+__all__ = ["History", "NonFiniteLossError", "TrainingStep", "train", "train_or_load",
+           "load_checkpoint", "fingerprint", "evaluate_in_chunks", "validation"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -124,6 +124,52 @@ def _adam(model: nn.Module, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
 
 
+class TrainingStep:
+    """One optimizer step of :func:`train`: Adam on ``model.loss(*batch)``, its learning
+    rate annealed to 0 by a cosine over ``total_steps`` steps.
+
+    Calling it with a batch returns the batch's loss as a float. A loss that is not finite
+    leaves the weights and the schedule untouched; what to do about it is the caller's call.
+    With ``config.compile`` the loss runs through ``torch.compile``; when that fails at the
+    first call (no working compiler), the step warns and stays eager, and ``compiled``
+    becomes ``False``.
+
+    Arguments:
+        model: has ``loss(*batch) -> (loss, components)``.
+        config: the learning rate and the compile switch.
+        total_steps: length of the cosine schedule.
+    """
+
+    def __init__(self, model: nn.Module, config: TrainingConfig, total_steps: int):
+        self.optimizer = _adam(model, config.lr)
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer,
+                                                                   T_max=total_steps)
+        self.compiled = config.compile
+        self._eager_loss = model.loss
+        self._loss = torch.compile(model.loss) if config.compile else model.loss
+        self._first = True
+
+    def __call__(self, *batch: Tensor) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self._first and self.compiled:
+            try:
+                loss, _ = self._loss(*batch)
+            except Exception as error:  # noqa: BLE001 - any compiler failure means eager
+                warnings.warn(f"torch.compile failed ({type(error).__name__}); "
+                              "training eagerly", stacklevel=2)
+                self.compiled, self._loss = False, self._eager_loss
+                loss, _ = self._loss(*batch)
+        else:
+            loss, _ = self._loss(*batch)
+        self._first = False
+        value = loss.item()
+        if math.isfinite(value):
+            loss.backward()
+            self.optimizer.step()
+            self.schedule.step()
+        return value
+
+
 def _in_progress(path: Path) -> Path:
     return path.with_name(f"{path.stem}.in-progress{path.suffix}")
 
@@ -171,15 +217,14 @@ def train(model: nn.Module, data: tuple[Tensor, ...], config: TrainingConfig, *,
     total_steps = steps_per_epoch * config.epochs
     order = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed + 1)
-    optimizer = _adam(model, config.lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    train_step = TrainingStep(model, config, total_steps)
     print_ = fingerprint(model, config)
     partial = _in_progress(Path(checkpoint)) if checkpoint is not None else None
     history = History(compiled=config.compile)
-    step_loss = torch.compile(model.loss) if config.compile else model.loss
 
     def record(epoch: int, seconds: float) -> None:
-        summary = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "seconds": seconds}
+        summary = {"epoch": epoch, "lr": train_step.optimizer.param_groups[0]["lr"],
+                   "seconds": seconds}
         if validate is not None:
             model.eval()
             with torch.no_grad():
@@ -196,29 +241,16 @@ def train(model: nn.Module, data: tuple[Tensor, ...], config: TrainingConfig, *,
         for step in range(steps_per_epoch):
             idx = perm[step * config.batch_size:(step + 1) * config.batch_size]
             batch = [d[idx] for d in data]
-            optimizer.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
-            if history.compiled and not history.batch_loss:
-                try:
-                    loss, _ = step_loss(*batch)
-                except Exception as error:  # noqa: BLE001 - any compiler failure means eager
-                    warnings.warn(f"torch.compile failed ({type(error).__name__}); "
-                                  "training eagerly", stacklevel=2)
-                    history.compiled, step_loss = False, model.loss
-                    loss, _ = step_loss(*batch)
-            else:
-                loss, _ = step_loss(*batch)
-            value = loss.item()
+            value = train_step(*batch)
+            if not history.batch_loss:
+                history.first_step_seconds = time.perf_counter() - t0
+                history.compiled = train_step.compiled
             if not math.isfinite(value):
                 bar.close()
                 kept = f"; last good checkpoint kept: {partial}" if epoch > 1 and partial else ""
                 raise NonFiniteLossError(
                     f"loss became {value} at epoch {epoch}, step {step + 1}{kept}")
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            if not history.batch_loss:
-                history.first_step_seconds = time.perf_counter() - t0
             history.batch_loss.append(value)
             bar.update()
             if step % 200 == 0:

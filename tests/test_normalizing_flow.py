@@ -11,7 +11,12 @@ from torch import nn
 
 from bench.reference import ReferenceFlow
 from flows_src.config import NFConfig
-from flows_src.normalizing_flow import AffineCoupling, NormalizingFlow, Permutation
+from flows_src.normalizing_flow import (
+    AffineCoupling,
+    CouplingStack,
+    NormalizingFlow,
+    Permutation,
+)
 
 
 def ring(n: int, seed: int) -> torch.Tensor:
@@ -188,10 +193,52 @@ def test_same_function_as_plain_reference():
         linears = [m for m in theirs.log_s_net if isinstance(m, nn.Linear)]
         b_linears = [m for m in theirs.b_net if isinstance(m, nn.Linear)]
         for i, (s_lin, b_lin) in enumerate(zip(linears, b_linears)):
-            expected = torch.stack([s_lin.weight.grad.T, b_lin.weight.grad.T])
+            expected = torch.stack([s_lin.weight.grad, b_lin.weight.grad])
             torch.testing.assert_close(stack.weight[i].grad[k], expected, rtol=1e-6, atol=1e-6)
-            expected = torch.stack([s_lin.bias.grad, b_lin.bias.grad]).unsqueeze(1)
+            expected = torch.stack([s_lin.bias.grad, b_lin.bias.grad]).unsqueeze(-1)
             torch.testing.assert_close(stack.bias[i].grad[k], expected, rtol=1e-6, atol=1e-6)
+
+
+def test_stacked_layers_are_independent_coupling_layers():
+    """The flow's fast path (all layers' parameters stacked, coordinates held apart) is the
+    composition of its layers' own methods, and each layer equals a standalone coupling."""
+    torch.manual_seed(0)
+    flow = NormalizingFlow(NFConfig(n_couplings=4)).double()
+    stack = flow.couplings
+    assert isinstance(stack, CouplingStack) and len(stack) == 4
+    assert len(list(flow.parameters())) == 10, "one tensor per MLP depth, not per layer"
+    x = torch.randn(40, 2, dtype=torch.float64)
+    z, log_det = x, torch.zeros(40, dtype=torch.float64)
+    for k in reversed(range(len(stack))):
+        z, log_det_k = stack[k].inverse_and_log_det(z)
+        log_det = log_det + log_det_k
+        if k:
+            z = flow.permutation.inverse(z)
+    torch.testing.assert_close(flow.inverse_and_log_det(x), (z, log_det), rtol=0, atol=1e-12)
+    y = z
+    for k, layer in enumerate(stack):
+        y = layer(flow.permutation(y) if k else y)
+    torch.testing.assert_close(flow(z), y, rtol=0, atol=1e-12)
+    torch.testing.assert_close(y, x, rtol=0, atol=1e-10)
+
+    # Layer k is a standalone coupling layer with slice k of the stacked weights ...
+    standalone = AffineCoupling(log_s_bound=flow.config.log_s_bound).double()
+    with torch.no_grad():
+        for ours, theirs in zip([*standalone.weight, *standalone.bias],
+                                [*stack[2].weight, *stack[2].bias]):
+            ours.copy_(theirs)
+    torch.testing.assert_close(standalone.inverse_and_log_det(z), stack[2].inverse_and_log_det(z),
+                               rtol=0, atol=0)
+    # ... and its weights are views: loading a layer writes into the stack, only there.
+    before = [w.detach().clone() for w in stack.weight]
+    reference = ReferenceFlow(n_couplings=1).double().layers[0]
+    stack[1].load_reference_mlps(reference.log_s_net, reference.b_net)
+    torch.testing.assert_close(stack.weight[0][1, 0], reference.log_s_net[0].weight)
+    for w, old in zip(stack.weight, before):
+        assert torch.equal(w[[0, 2, 3]], old[[0, 2, 3]]) and not torch.equal(w[1], old[1])
+    # Per-layer settings stay per layer.
+    stack[3].log_s_bound = None
+    assert stack[2].log_s_bound == flow.config.log_s_bound
 
 
 def test_load_reference_mlps_rejects_another_architecture():
@@ -278,12 +325,16 @@ def test_compiled_loss_matches_eager():
     torch.manual_seed(0)
     flow = NormalizingFlow(NFConfig(n_couplings=2))
     x = torch.randn(64, 2)
+    params = list(flow.parameters())
+    # Compiled, the layers run as broadcast products and sums instead of baddbmm: the same
+    # function and the same gradients, for every parameter.
     compiled = torch.compile(flow.loss, fullgraph=True)
     loss, parts = compiled(x)
-    (grad,) = torch.autograd.grad(loss, flow.couplings.weight[1])
+    grads = torch.autograd.grad(loss, params)
     eager_loss, eager_parts = flow.loss(x)
-    (eager_grad,) = torch.autograd.grad(eager_loss, flow.couplings.weight[1])
+    eager_grads = torch.autograd.grad(eager_loss, params)
     torch.testing.assert_close(loss, eager_loss, rtol=1e-5, atol=1e-6)
     for name in ("log_det", "log_pz"):
         torch.testing.assert_close(parts[name], eager_parts[name], rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(grad, eager_grad, rtol=1e-4, atol=1e-6)
+    for grad, eager_grad in zip(grads, eager_grads, strict=True):
+        torch.testing.assert_close(grad, eager_grad, rtol=1e-4, atol=1e-6)

@@ -3,6 +3,7 @@ non-finite loss keeping the last good checkpoint, reuses a finished run, and ref
 checkpoint of another architecture in one line."""
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from torch import nn
 from flows_src.config import TrainingConfig
 from flows_src.training import (
     NonFiniteLossError,
+    TrainingStep,
     fingerprint,
     load_checkpoint,
     train,
@@ -145,3 +147,32 @@ def test_batch_larger_than_data_is_a_clear_error():
 def test_config_rejects_out_of_range_values(field, value):
     with pytest.raises(ValueError, match=f"^{field} must be"):
         dataclasses.replace(CONFIG, **{field: value})
+
+
+def test_training_step_leaves_the_weights_alone_on_a_non_finite_loss():
+    x, y = data(64)
+    model = fresh(nan_after=1)
+    step = TrainingStep(model, CONFIG, total_steps=10)
+    assert step(x, y) > 0
+    weight = model.linear.weight.detach().clone()
+    assert math.isnan(step(x, y))
+    assert torch.equal(model.linear.weight, weight)
+    assert step.schedule.last_epoch == 1
+
+
+def test_a_failing_compiler_falls_back_to_eager(monkeypatch):
+    def no_compiler(fn, **kwargs):
+        def compiled(*args):
+            raise RuntimeError("no C++ compiler")
+        return compiled
+
+    x, y = data()
+    eager = fresh()
+    train(eager, (x, y), CONFIG, progress=False)
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    model = fresh()
+    with pytest.warns(UserWarning, match=r"torch.compile failed \(RuntimeError\)"):
+        history = train(model, (x, y), dataclasses.replace(CONFIG, compile=True),
+                        progress=False)
+    assert not history.compiled
+    assert torch.equal(model.linear.weight, eager.linear.weight)
