@@ -25,7 +25,7 @@ BENCH_ARGS ?=
 NOTEBOOKS := $(basename $(notdir $(wildcard notebooks/*.py)))
 
 # notebooks whose models train: FORCE=1 passes them force=True
-TRAINING := normalizing_flow flow_matching conditional_flow_matching
+TRAINING := normalizing_flow flow_matching conditional_flow_matching beyond
 
 # AUTHOR=/USERNAME= given on the make command line override author.toml; environment
 # variables of those names are ignored (many shells export USERNAME, which would silently
@@ -61,6 +61,7 @@ nb-%: setup
 	OMP_NUM_THREADS=1 $(PY) tools/notebooks.py run $* -p seed $(SEED) \
 		$(if $(and $(FORCE),$(filter $*,$(TRAINING))),-p force True)
 nb-flow_matching: nb-normalizing_flow
+nb-beyond: nb-flow_matching
 
 # the longest first, so the other core works through the rest meanwhile
 notebooks: nb-normalizing_flow $(addprefix nb-,$(filter-out normalizing_flow,$(NOTEBOOKS)))

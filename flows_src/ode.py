@@ -30,6 +30,7 @@ __all__ = [
     "METHODS",
     "time_grid",
     "solve",
+    "nfe_sweep",
     "exact_divergence",
     "standard_normal_log_prob",
     "log_prob",
@@ -193,6 +194,44 @@ def solve(
     if not keep:
         return ODESolution(y=y, times=None, states=None, nfe=nfe)
     return ODESolution(y=y, times=grid[keep], states=torch.stack([kept[i] for i in keep]), nfe=nfe)
+
+
+def nfe_sweep(
+    velocity: Velocity,
+    x_0: Tensor,
+    budgets: Sequence[int],
+    methods: Sequence[str] = tuple(METHODS),
+) -> dict[tuple[str, int], ODESolution]:
+    r"""Solve from the same start ``x_0`` with each method at each budget of evaluations.
+
+    A budget of ``nfe`` velocity evaluations buys ``nfe // METHODS[method]`` steps of size
+    :math:`1 / \mathrm{steps}` from :math:`t = 0` to :math:`1`; a budget below one step of a
+    method is skipped. Each solution's ``nfe`` is what it spent (at most the budget).
+
+    Arguments:
+        velocity: ``v(y, t)``, ``(n, d), (n,) -> (n, d)``.
+        x_0: the start, ``(n, d)``, shared by every solve.
+        budgets: velocity evaluations per point, each ``>= 1``.
+        methods: names from :data:`METHODS`.
+
+    Returns:
+        ``{(method, budget): ODESolution}``, by method, then by budget in the given order.
+
+    Example:
+        >>> sweep = nfe_sweep(lambda y, t: -y, torch.ones(1, 2), [1, 4], ["euler", "rk4"])
+        >>> {key: sol.nfe for key, sol in sweep.items()}
+        {('euler', 1): 1, ('euler', 4): 4, ('rk4', 4): 4}
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"methods must be among {', '.join(METHODS)}, got {unknown}")
+    result = {}
+    for method in methods:
+        for budget in budgets:
+            n_steps = budget // METHODS[method]
+            if n_steps >= 1:
+                result[method, budget] = solve(velocity, x_0, dt=1 / n_steps, method=method)
+    return result
 
 
 def _velocity_and_divergence(velocity: Velocity, y: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:

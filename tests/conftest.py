@@ -16,11 +16,12 @@ TINY = {
                          "n_eval": 500, "grid_resolution": 0.2},
     "flow_matching": {"n_points": 2000, "n_val": 500, "epochs": 1, "n_eval": 500,
                       "n_nll": 50, "nll_dt": 0.1, "dt": 0.01},
+    "beyond": {"n_points": 2000, "n_val": 500, "n_eval": 300, "n_nll": 30, "ot_epochs": 1},
     "conditional_flow_matching": {"n_points": 2000, "n_val": 500, "epochs": 1, "dt": 0.01,
                                   "n_per_class": 100, "n_nearest": 500},
 }
 #: The order notebooks run in: a notebook reads the results of those before it.
-ORDER = ["data", "normalizing_flow", "flow_matching", "conditional_flow_matching"]
+ORDER = ["data", "normalizing_flow", "flow_matching", "beyond", "conditional_flow_matching"]
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from flows_src.ode import (
     METHODS,
     exact_divergence,
     log_prob,
+    nfe_sweep,
     solve,
     standard_normal_log_prob,
     time_grid,
@@ -258,3 +259,14 @@ def test_log_prob_of_a_nonlinear_flow_integrates_to_one(one_thread):
     # Without the divergence term (the base density pulled back alone) the mass is off.
     y_0 = solve(velocity, grid, dt=0.1, t_start=1, t_end=0, method="rk4").y
     assert abs(standard_normal_log_prob(y_0).exp().sum().item() * cell - 1.0) > 0.05
+
+
+def test_nfe_sweep_spends_whole_steps_within_each_budget_and_skips_too_small_ones():
+    sweep = nfe_sweep(lambda y, t: -y, Y0, [1, 5, 10], ["euler", "midpoint", "rk4"])
+    assert {key: sol.nfe for key, sol in sweep.items()} == {
+        ("euler", 1): 1, ("euler", 5): 5, ("euler", 10): 10, ("midpoint", 5): 4,
+        ("midpoint", 10): 10, ("rk4", 5): 4, ("rk4", 10): 8}
+    same = solve(lambda y, t: -y, Y0, dt=1 / 2, method="rk4")
+    assert torch.equal(sweep["rk4", 10].y, same.y)
+    with pytest.raises(ValueError, match="methods must be among"):
+        nfe_sweep(lambda y, t: -y, Y0, [10], ["heun"])

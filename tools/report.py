@@ -4,7 +4,7 @@
                            [--author NAME] [--username USER]
 
 Reads ``<runs_root>/<nb>/seed-<S>/<nb>.ipynb`` for every notebook (``notebooks/*.py`` in
-:data:`ORDER`, less the data overview) and merges them into one notebook: a title page
+:data:`ORDER`, less :data:`NOT_IN_REPORT`) and merges them into one notebook: a title page
 (author and username from ``author.toml``, the course, the date of the runs, the seed, the
 settings that differ from the exercise's, the contents), then each notebook's cells with the
 code, the parameters cells, stderr (progress bars, kernel warnings) and bare return values
@@ -45,9 +45,10 @@ AI_USE_FILE = ROOT / "AI_USE.md"
 
 #: The order of the report's sections (and of a full run: a notebook reads the results of
 #: those before it). Notebooks not named here follow, alphabetically.
-ORDER = ["data", "normalizing_flow", "flow_matching", "conditional_flow_matching"]
-#: Notebooks a default report leaves out: the data's overview answers no question.
-NOT_IN_REPORT = {"data"}
+ORDER = ["data", "normalizing_flow", "flow_matching", "beyond", "conditional_flow_matching"]
+#: Notebooks a default report leaves out: the data's overview and "Beyond the exercise"
+#: answer no question of the exercise.
+NOT_IN_REPORT = {"data", "beyond"}
 MAX_PAGES = 12
 TITLE = "Exercise 2 — Flow Models"
 COURSE = "67912 Advanced Course in Machine Learning, The Hebrew University of Jerusalem"
@@ -617,8 +618,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs-root", default="runs")
     parser.add_argument("--notebooks", nargs="+", metavar="NB",
-                        help="default: every notebooks/*.py but data, in the order of a "
-                        "full run")
+                        help="default: every notebooks/*.py but data and beyond, in the "
+                        "order of a full run")
     parser.add_argument("--out", type=Path, help="default: RUNS_ROOT/report/seed-S/report.pdf")
     parser.add_argument("--author", help="overrides author.toml's name")
     parser.add_argument("--username", help="overrides author.toml's username")
