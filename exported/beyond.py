@@ -46,16 +46,12 @@ from flows_src import metrics, plotting, rings
 from flows_src.config import FMConfig
 from flows_src.flow_matching import VelocityField
 from flows_src.ode import METHODS, log_prob, nfe_sweep
-from flows_src.runs import run_dir, write_json
+from flows_src.runs import run_dir, run_file, write_json
 from flows_src.training import load_checkpoint, train_or_load, validation
 
 out = run_dir("beyond", seed, runs_root)
-checkpoint = run_dir("flow_matching", seed, runs_root, create=False) / "model.pt"
-if not checkpoint.is_file():
-    raise FileNotFoundError(f"{checkpoint} is missing: run the flow_matching notebook with "
-                            f"seed {seed} first (make run NB=flow_matching ARGS='-p seed {seed}')")
 model = VelocityField(FMConfig())
-fm_history, _ = load_checkpoint(model, checkpoint)
+fm_history, _ = load_checkpoint(model, run_file("flow_matching", seed, "model.pt", runs_root))
 model.eval()
 fm_epochs = fm_history.epochs[-1]["epoch"]
 

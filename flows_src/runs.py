@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["PROJECT_ROOT", "run_dir", "atomic_write", "write_json", "read_json", "save_torch",
-           "load_torch", "run_metrics"]
+           "load_torch", "run_file", "run_metrics"]
 
 #: The folder holding ``flows_src/``, ``notebooks/`` and ``runs/``.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -77,18 +77,25 @@ def read_json(path: str | os.PathLike):
     return json.loads(Path(path).read_text())
 
 
-def run_metrics(notebook: str, seed: int, runs_root: str | os.PathLike = "runs") -> dict:
-    """The ``metrics.json`` of another notebook's run with the same seed.
+def run_file(notebook: str, seed: int, name: str, runs_root: str | os.PathLike = "runs"
+             ) -> Path:
+    """The path of file ``name`` of another notebook's run with the same seed.
 
     One notebook reuses another's results from disk rather than retraining its model; a
-    missing run stops with one line that says which notebook to run first.
+    missing file stops with one line that says which notebook to run first.
     """
-    path = run_dir(notebook, seed, runs_root, create=False) / "metrics.json"
+    path = run_dir(notebook, seed, runs_root, create=False) / name
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} is missing: run the {notebook} notebook with seed {seed} first "
             f"(make run NB={notebook} ARGS='-p seed {seed}')")
-    return read_json(path)
+    return path
+
+
+def run_metrics(notebook: str, seed: int, runs_root: str | os.PathLike = "runs") -> dict:
+    """The ``metrics.json`` of another notebook's run with the same seed (see
+    :func:`run_file`)."""
+    return read_json(run_file(notebook, seed, "metrics.json", runs_root))
 
 
 def save_torch(obj, path: str | os.PathLike) -> Path:
