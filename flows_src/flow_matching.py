@@ -18,6 +18,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -125,7 +126,8 @@ class VelocityField(nn.Module):
     r"""The learned velocity :math:`v_t(y)` (Eq. 11-16), unconditional or class-conditional.
 
     An MLP of ``config.n_linear`` Linear layers of width ``config.hidden`` with LeakyReLU
-    between them (Sec. 4.3). Its input is :math:`[y, t]`; time is a feature of the network,
+    between them (Sec. 4.3). Its input is :math:`[y, t]` (with ``config.time_features = k``
+    also :math:`\sin(\pi j t), \cos(\pi j t)`, :math:`j = 1..k`); time is a feature of the network,
     the same weights serve every :math:`t`. With ``config.n_classes`` set, the class goes
     through ``nn.Embedding(n_classes, embed_dim)`` and the first Linear layer mixes
     :math:`[y, t, e(c)]` (Sec. 4.3, conditional flow matching).
@@ -147,7 +149,7 @@ class VelocityField(nn.Module):
         self.config = config = config or FMConfig()
         conditional = config.n_classes is not None
         self.embedding = nn.Embedding(config.n_classes, config.embed_dim) if conditional else None
-        widths = [DIM + 1 + (config.embed_dim if conditional else 0)]
+        widths = [DIM + 1 + 2 * config.time_features + (config.embed_dim if conditional else 0)]
         widths += [config.hidden] * (config.n_linear - 1) + [DIM]
         layers: list[nn.Module] = []
         for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
@@ -155,6 +157,9 @@ class VelocityField(nn.Module):
                 layers.append(nn.LeakyReLU(config.negative_slope))
             layers.append(nn.Linear(fan_in, fan_out))
         self.net = nn.Sequential(*layers)
+        self.register_buffer("frequencies",
+                             math.pi * torch.arange(1, config.time_features + 1).float(),
+                             persistent=False)
 
     def forward(self, y: Tensor, t: Tensor | float, c: Tensor | int | None = None) -> Tensor:
         r"""The velocity :math:`v_t(y \mid c)`.
@@ -175,10 +180,12 @@ class VelocityField(nn.Module):
         return self._velocity(y, t, self._embed(c, n, y.device))
 
     def _velocity(self, y: Tensor, t: Tensor, embedded: Tensor | None) -> Tensor:
-        if embedded is None:
-            features = [y, t[:, None]]
-        else:
-            features = [y, t[:, None], embedded.expand(y.shape[0], -1)]
+        features = [y, t[:, None]]
+        if self.config.time_features:
+            angles = t[:, None] * self.frequencies.to(t.dtype)
+            features += [angles.sin(), angles.cos()]
+        if embedded is not None:
+            features.append(embedded.expand(y.shape[0], -1))
         return self.net(torch.cat(features, dim=1))
 
     def _embed(self, c: Tensor | int | None, n: int | None, device: torch.device) -> Tensor | None:
@@ -226,7 +233,8 @@ class VelocityField(nn.Module):
         .. math:: \mathcal{L} = \frac{1}{n} \sum_{i=1}^n \|v_{t_i}(x_{t_i}) - (x_1^i - x_0^i)\|^2
 
         squared error summed over the 2 coordinates, averaged over the points, with fresh
-        :math:`x_0, t` from torch's global generator (see :func:`sample_path`). With
+        :math:`x_0, t` from torch's global generator (see :func:`sample_path`; with
+        ``config.time_power`` :math:`p \ne 1`, :math:`t = 1 - (1 - u)^p`). With
         ``config.coupling == "ot"`` the same draw of :math:`x_0` is first re-paired with the
         batch by minibatch optimal transport, in blocks of ``config.batch_size`` points and
         within each class (:func:`ot_coupled_noise`); the assignment runs eagerly, so under
@@ -240,11 +248,16 @@ class VelocityField(nn.Module):
             ``(loss, {})``: the scalar loss and no further components.
         """
         embedded = self._embed(c, x_1.shape[0], x_1.device)  # checks c before it is used
-        x_0 = None
+        x_0 = t = None
+        if self.config.coupling == "ot" or self.config.time_power != 1:
+            # sample_path's own draws, in its order, so the exercise's path is unchanged
+            x_0 = torch.randn_like(x_1)
+            t = torch.rand(x_1.shape[0], dtype=x_1.dtype, device=x_1.device)
+            if self.config.time_power != 1:
+                t = 1 - (1 - t) ** self.config.time_power
         if self.config.coupling == "ot":
-            x_0 = torch.randn_like(x_1)  # sample_path's own draw, so t is the same too
             x_0 = ot_coupled_noise(x_0, x_1, c, block=self.config.batch_size)
-        path = sample_path(x_1, x_0=x_0)
+        path = sample_path(x_1, x_0=x_0, t=t)
         error = self._velocity(path.x_t, path.t, embedded) - path.dx_t
         return error.square().sum(dim=1).mean(), {}
 

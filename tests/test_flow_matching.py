@@ -369,3 +369,42 @@ def test_model_as_velocity_serves_a_custom_solve():
     sol = solve(net.as_velocity(1), y, dt=0.5, method="midpoint")
     expected = solve(lambda p, t: net(p, t, 1), y, dt=0.5, method="midpoint")
     torch.testing.assert_close(sol.y, expected.y)
+
+
+# --- options of the stronger presets --------------------------------------------------------
+
+
+def test_time_power_draws_later_times_in_the_same_order():
+    net = model(dataclasses.replace(SMALL, time_power=3.0))
+    x_1 = torch.randn(8, 2)
+    torch.manual_seed(7)
+    loss, _ = net.loss(x_1)
+    torch.manual_seed(7)
+    x_0, u = torch.randn(8, 2), torch.rand(8)
+    t = 1 - (1 - u) ** 3
+    by_hand = (net(t[:, None] * x_1 + (1 - t[:, None]) * x_0, t) - (x_1 - x_0)).square()
+    torch.testing.assert_close(loss, by_hand.sum(1).mean())
+    assert (t >= u).all()  # every time moved later
+
+
+@pytest.mark.parametrize("config", [SMALL, CONDITIONAL])
+def test_time_features_widen_the_first_layer_and_keep_checkpoints_plain(config):
+    net = model(dataclasses.replace(config, time_features=3))
+    first = net.net[0]
+    assert first.in_features == 2 + 1 + 6 + (config.embed_dim if config.n_classes else 0)
+    y, c = torch.randn(5, 2), (torch.arange(5) if config.n_classes else None)
+    # the features are sin/cos of pi j t: their values at t = 0.3 feed the first layer
+    angles = 0.3 * math.pi * torch.arange(1, 4)
+    inputs = [y, torch.full((5, 1), 0.3), angles.sin().expand(5, 3), angles.cos().expand(5, 3)]
+    if c is not None:
+        inputs.append(net.embedding(c))
+    torch.testing.assert_close(net(y, 0.3, c), net.net(torch.cat(inputs, 1)))
+    # the frequencies are not weights: a checkpoint holds the same keys as without them
+    assert set(net.state_dict()) == set(model(config).state_dict())
+
+
+def test_presets_options_are_checked():
+    with pytest.raises(ValueError, match="time_features must be an integer >= 0"):
+        FMConfig(time_features=-1)
+    with pytest.raises(ValueError, match="time_power must be a number in"):
+        FMConfig(time_power=0)
