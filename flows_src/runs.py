@@ -1,6 +1,7 @@
 """Where a run's outputs go, and writing them so an interrupted run corrupts nothing.
 
-Everything a notebook produces lands in ``<runs_root>/<notebook>/seed-<seed>/``: figures,
+Everything a notebook produces lands in ``<runs_root>/<notebook>/seed-<seed>/`` (with a
+preset other than the exercise's, ``<runs_root>/<notebook>/<preset>/seed-<seed>/``): figures,
 ``metrics.json``, checkpoints. Files are written to a temporary name in the same folder
 and renamed into place, so a reader sees the old file or the new one, never half of one.
 """
@@ -23,14 +24,19 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_dir(notebook: str, seed: int, runs_root: str | os.PathLike = "runs",
-            create: bool = True) -> Path:
-    """The output folder of one notebook run (created unless ``create`` is false); a
-    relative ``runs_root`` is taken from the project root, so the answer does not depend on
-    the working directory."""
+            preset: str = "spec", create: bool = True) -> Path:
+    """The output folder of one notebook run (created unless ``create`` is false):
+    ``<runs_root>/<notebook>/seed-<seed>`` for the exercise's settings, and
+    ``<runs_root>/<notebook>/<preset>/seed-<seed>`` for another preset
+    (:mod:`flows_src.presets`). A relative ``runs_root`` is taken from the project root, so
+    the answer does not depend on the working directory."""
     root = Path(runs_root)
     if not root.is_absolute():
         root = PROJECT_ROOT / root
-    path = root / notebook / f"seed-{seed}"
+    path = root / notebook
+    if preset != "spec":
+        path = path / preset
+    path = path / f"seed-{seed}"
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return path
@@ -77,25 +83,28 @@ def read_json(path: str | os.PathLike):
     return json.loads(Path(path).read_text())
 
 
-def run_file(notebook: str, seed: int, name: str, runs_root: str | os.PathLike = "runs"
-             ) -> Path:
-    """The path of file ``name`` of another notebook's run with the same seed.
+def run_file(notebook: str, seed: int, name: str, runs_root: str | os.PathLike = "runs",
+             preset: str = "spec") -> Path:
+    """The path of file ``name`` of another notebook's run with the same seed (and preset).
 
     One notebook reuses another's results from disk rather than retraining its model; a
     missing file stops with one line that says which notebook to run first.
     """
-    path = run_dir(notebook, seed, runs_root, create=False) / name
+    path = run_dir(notebook, seed, runs_root, preset, create=False) / name
     if not path.is_file():
+        extra = "" if preset == "spec" else f" -p preset {preset}"
         raise FileNotFoundError(
-            f"{path} is missing: run the {notebook} notebook with seed {seed} first "
-            f"(make run NB={notebook} ARGS='-p seed {seed}')")
+            f"{path} is missing: run the {notebook} notebook with seed {seed}"
+            f"{'' if preset == 'spec' else f' and preset {preset}'} first "
+            f"(make run NB={notebook} ARGS='-p seed {seed}{extra}')")
     return path
 
 
-def run_metrics(notebook: str, seed: int, runs_root: str | os.PathLike = "runs") -> dict:
-    """The ``metrics.json`` of another notebook's run with the same seed (see
+def run_metrics(notebook: str, seed: int, runs_root: str | os.PathLike = "runs",
+                preset: str = "spec") -> dict:
+    """The ``metrics.json`` of another notebook's run with the same seed and preset (see
     :func:`run_file`)."""
-    return read_json(run_file(notebook, seed, "metrics.json", runs_root))
+    return read_json(run_file(notebook, seed, "metrics.json", runs_root, preset))
 
 
 def save_torch(obj, path: str | os.PathLike) -> Path:

@@ -1,12 +1,13 @@
 """Every notebook runs end to end under papermill, and as its exported script, with tiny
 parameters; exported/ is what `make export` writes; the tooling rejects bad parameters."""
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
-from conftest import ORDER, ROOT, TINY
+from conftest import ORDER, PRESET_NOTEBOOKS, ROOT, RUNS, TINY
 
 sys.path.insert(0, str(ROOT / "tools"))
 import notebooks as tool  # noqa: E402
@@ -34,23 +35,24 @@ def test_export_is_deterministic_and_plain(tmp_path):
         compile(text, name, "exec")
 
 
-def _tiny_args(name):
-    return [f"--{k}={v}" for k, v in TINY[name].items()]
+def _args(params):
+    return [f"--{k}={v}" for k, v in params.items()]
 
 
 @pytest.fixture(scope="module")
 def script_runs(tmp_path_factory):
-    """Every exported script run once, in order, with tiny options and seed 3."""
+    """Every exported script run once, in order, with tiny options and seed 3 (the model
+    scripts also with the strong preset)."""
     root = tmp_path_factory.mktemp("scripts")
     failures = {}
-    for name in ORDER:
+    for name, params in RUNS:
         script = ROOT / "exported" / f"{name}.py"
         result = subprocess.run(
-            [sys.executable, str(script), *_tiny_args(name), "--seed", "3",
+            [sys.executable, str(script), *_args(params), "--seed", "3",
              "--runs-root", str(root)], capture_output=True, text=True, cwd=root,
             timeout=600, env={**os.environ, "MPLBACKEND": "Agg"})
         if result.returncode:
-            failures[name] = result.stderr[-3000:]
+            failures[name, params.get("preset", "spec")] = result.stderr[-3000:]
     return root, failures
 
 
@@ -62,10 +64,19 @@ def test_notebook_runs_under_papermill(name, papermill_runs):
     assert (out / "metrics.json").is_file()
 
 
+@pytest.mark.parametrize("name", PRESET_NOTEBOOKS)
+def test_a_preset_run_has_its_own_folder(name, papermill_runs):
+    spec, strong = (papermill_runs / name / "seed-0", papermill_runs / name / "strong" / "seed-0")
+    assert (strong / f"{name}.ipynb").is_file() and (strong / "metrics.json").is_file()
+    spec_config = json.loads((spec / "metrics.json").read_text())["config"]
+    strong_config = json.loads((strong / "metrics.json").read_text())["config"]
+    assert strong_config["hidden"] > spec_config["hidden"]
+
+
 @pytest.mark.parametrize("name", ORDER)
 def test_exported_script_runs(name, script_runs):
     root, failures = script_runs
-    assert name not in failures, failures.get(name)
+    assert not [key for key in failures if key[0] == name], failures
     out = root / name / "seed-3"
     assert list(out.glob("*.png")) and (out / "metrics.json").is_file()
 

@@ -107,7 +107,8 @@ def run(name: str, pairs: list[list[str]], quiet: bool = False) -> Path:
                             f"its parameters are {', '.join(defaults)}")
         parameters[key] = coerce(key, text, defaults[key])
     values = {**defaults, **parameters}
-    out = run_dir(name, values["seed"], values.get("runs_root", "runs")) / f"{name}.ipynb"
+    out = run_dir(name, values["seed"], values.get("runs_root", "runs"),
+                  values.get("preset", "spec")) / f"{name}.ipynb"
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     start = time.perf_counter()
