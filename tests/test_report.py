@@ -12,7 +12,7 @@ import unicodedata
 import zipfile
 
 import pytest
-from conftest import ORDER, ROOT, TINY
+from conftest import ORDER, ROOT, RUNS, TINY
 from pypdf import PdfReader
 
 sys.path.insert(0, str(ROOT / "tools"))
@@ -47,8 +47,8 @@ def built(request, tmp_path_factory):
         root = request.getfixturevalue("papermill_runs")
     except pytest.FixtureLookupError:
         root = tmp_path_factory.mktemp("report-runs")
-        for name in ORDER:
-            pairs = [[k, str(v)] for k, v in TINY[name].items()] + [["runs_root", str(root)]]
+        for name, params in RUNS:
+            pairs = [[k, str(v)] for k, v in params.items()] + [["runs_root", str(root)]]
             tool.run(name, pairs, quiet=True)
     pdf = report.build(root, seed=0, author=AUTHOR, quiet=True)
     # exported/'s freshness has its own tests (here and in test_notebooks.py)
@@ -201,3 +201,14 @@ def test_ai_markers_are_found_in_the_code_and_not_in_the_exported_header(tmp_pat
     assert [(n, what) for _, n, what in found] == [
         (len(code.read_text().splitlines()) - 2, "ChatGPT wrote f; tested"),
         (len(code.read_text().splitlines()), "Copilot completed this line")]
+
+
+def test_beyond_has_its_own_pdf_outside_the_hand_in(built, pages, tmp_path):
+    root, _, _ = built
+    pdf = report.build(root, seed=0, notebooks=["beyond"], out=tmp_path / "beyond.pdf",
+                       author=AUTHOR, max_pages=40, quiet=True)
+    text = _words(" ".join(_plain(p.extract_text()) for p in PdfReader(pdf).pages))
+    for heading in ("Spec against strong", "What each change bought", "Solvers",
+                    "Straighter paths"):
+        assert _words(heading) in text, heading
+    assert "spec against strong" not in _words(" ".join(pages))  # not in the hand-in

@@ -45,10 +45,13 @@ AI_USE_FILE = ROOT / "AI_USE.md"
 
 #: The order of the report's sections (and of a full run: a notebook reads the results of
 #: those before it). Notebooks not named here follow, alphabetically.
-ORDER = ["data", "normalizing_flow", "flow_matching", "beyond", "conditional_flow_matching"]
+ORDER = ["data", "normalizing_flow", "flow_matching", "conditional_flow_matching", "beyond"]
 #: Notebooks a default report leaves out: the data's overview and "Beyond the exercise"
 #: answer no question of the exercise.
 NOT_IN_REPORT = {"data", "beyond"}
+#: The notebooks that answer the exercise with its own settings: a report of these shows
+#: the seeds' summary of the exercise's settings only.
+HANDIN = {"data", "normalizing_flow", "flow_matching", "conditional_flow_matching"}
 MAX_PAGES = 12
 TITLE = "Exercise 2 — Flow Models"
 COURSE = "67912 Advanced Course in Machine Learning, The Hebrew University of Jerusalem"
@@ -362,9 +365,34 @@ def ai_section(statement: str, markers: list[tuple[str, int, str]]) -> str:
     return statement.rstrip() + "\n" + "\n".join(lines) + "\n"
 
 
+def sweep_section(root: Path, handin: bool) -> str | None:
+    """The seeds' summary of ``make sweep`` (``<root>/sweep/summary.json``) as a markdown
+    section: for the hand-in report the rows of the exercise's notebooks at its settings,
+    else every row; rows with no value at all are left out. ``None`` when no sweep has run."""
+    path = root / "sweep" / "summary.json"
+    if not path.is_file():
+        return None
+    import json
+
+    from sweep import markdown
+
+    summary = json.loads(path.read_text())
+    rows = [row for row in summary["rows"] if any(v is not None for v in row["values"])
+            and (not handin or (row.get("preset", "spec") == "spec"
+                                and row["notebook"] in HANDIN))]
+    if not rows:
+        return None
+    seeds = summary["seeds"]
+    return ("## Seeds: mean ± standard deviation\n\n"
+            f"Every metric of the runs with seeds {', '.join(map(str, seeds))} "
+            "(`make sweep`; the sections above are one seed's run), with the sample standard "
+            "deviation over the seeds.\n\n" + markdown(rows, seeds))
+
+
 def merge(notebooks: dict, author: Author, seed: int, statement: str,
-          markers: list[tuple[str, int, str]]):
-    """One notebook for the report: title page, each notebook's cells, the AI-use section."""
+          markers: list[tuple[str, int, str]], extra: str | None = None):
+    """One notebook for the report: title page, each notebook's cells, ``extra`` markdown
+    (the seeds' summary), the AI-use section."""
     first = next(iter(notebooks.values()))
     merged = nbformat.v4.new_notebook(metadata={
         "kernelspec": first.metadata.get("kernelspec", {}),
@@ -394,6 +422,9 @@ def merge(notebooks: dict, author: Author, seed: int, statement: str,
                                                               if number == 0 else [])
                 start = False
             merged.cells.append(new)
+    if extra:
+        merged.cells.append(nbformat.v4.new_markdown_cell(
+            extra, id="report-extra", metadata={"tags": ["report-section"]}))
     merged.cells.append(nbformat.v4.new_markdown_cell(
         ai_section(statement, markers), id="report-ai-use",
         metadata={"tags": ["report-section"]}))
@@ -580,7 +611,8 @@ def build(runs_root: str | os.PathLike = "runs", seed: int = 0,
     if not quiet:
         for warning in placeholder_warnings(author, statement):
             print(f"warning: {warning}", file=sys.stderr)
-    merged = merge(executed, author, seed, statement, ai_markers(shipped_files()))
+    merged = merge(executed, author, seed, statement, ai_markers(shipped_files()),
+                   sweep_section(root, handin=set(names) <= HANDIN))
     out = Path(out) if out is not None else report_path(runs_root, seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(out.with_suffix(".ipynb"), nbformat.writes(merged).encode())

@@ -2,10 +2,11 @@
 
     python tools/sweep.py --seeds 0 1 2 [--runs-root runs]
 
-Reads ``<runs_root>/<notebook>/seed-<s>/metrics.json`` (written by the notebooks) and writes
+Reads ``<runs_root>/<notebook>/[<preset>/]seed-<s>/metrics.json`` (written by the notebooks,
+with the exercise's settings and with the strong preset) and writes
 ``<runs_root>/sweep/summary.md`` and ``summary.json``: one row per metric, one column per
 seed, then the mean and the sample standard deviation. ``make sweep SEEDS="0 1 2"`` runs the
-notebooks for each seed first.
+notebooks for each seed first, then rebuilds the report, which includes the table.
 """
 
 from __future__ import annotations
@@ -20,34 +21,50 @@ sys.path.insert(0, str(ROOT))
 
 from flows_src.runs import read_json, run_dir, write_json  # noqa: E402
 
-#: (notebook, key path in metrics.json, label) of every metric the summary reports.
+#: (notebook, preset, key path in metrics.json, label) of every metric the summary reports.
 METRICS = [
-    ("normalizing_flow", ("nll",), "NF held-out NLL (nats)"),
-    ("normalizing_flow", ("gap",), "NF gap NLL - H (nats)"),
-    ("normalizing_flow", ("in_band",), "NF in-band fraction"),
-    ("normalizing_flow", ("train_seconds",), "NF training time (s)"),
-    ("flow_matching", ("nll",), "FM held-out NLL (nats)"),
-    ("flow_matching", ("gap",), "FM gap NLL - H (nats)"),
-    ("flow_matching", ("in_band",), "FM in-band fraction (dt = 1/1000)"),
-    ("flow_matching", ("train_seconds",), "FM training time (s)"),
-    ("conditional_flow_matching", ("accuracy",), "CFM conditional accuracy"),
-    ("conditional_flow_matching", ("in_band",), "CFM in-band fraction"),
-    ("conditional_flow_matching", ("train_seconds",), "CFM training time (s)"),
+    ("normalizing_flow", "spec", ("nll",), "NF held-out NLL (nats)"),
+    ("normalizing_flow", "spec", ("gap",), "NF gap NLL - H (nats)"),
+    ("normalizing_flow", "spec", ("in_band",), "NF in-band fraction"),
+    ("normalizing_flow", "spec", ("train_seconds",), "NF training time (s)"),
+    ("flow_matching", "spec", ("nll",), "FM held-out NLL (nats)"),
+    ("flow_matching", "spec", ("gap",), "FM gap NLL - H (nats)"),
+    ("flow_matching", "spec", ("in_band",), "FM in-band fraction (dt = 1/1000)"),
+    ("flow_matching", "spec", ("train_seconds",), "FM training time (s)"),
+    ("conditional_flow_matching", "spec", ("accuracy",), "CFM conditional accuracy"),
+    ("conditional_flow_matching", "spec", ("in_band",), "CFM in-band fraction"),
+    ("conditional_flow_matching", "spec", ("train_seconds",), "CFM training time (s)"),
+    ("normalizing_flow", "strong", ("gap",), "strong NF gap NLL - H (nats)"),
+    ("normalizing_flow", "strong", ("in_band",), "strong NF in-band fraction"),
+    ("normalizing_flow", "strong", ("train_seconds",), "strong NF training time (s)"),
+    ("flow_matching", "strong", ("gap",), "strong FM gap NLL - H (nats)"),
+    ("flow_matching", "strong", ("in_band",), "strong FM in-band fraction"),
+    ("flow_matching", "strong", ("train_seconds",), "strong FM training time (s)"),
+    ("conditional_flow_matching", "strong", ("accuracy",), "strong CFM conditional accuracy"),
+    ("conditional_flow_matching", "strong", ("train_seconds",),
+     "strong CFM training time (s)"),
+    ("beyond", "spec", ("targets_met",), "strong presets: all targets met (1 = yes)"),
+    ("beyond", "spec", ("aim", "nfe"), "fewest NFE within 0.01 of Euler-1000 (spec FM)"),
+    ("beyond", "spec", ("ot", "paths", "OT coupling", "straightness"),
+     "OT-CFM straightness S"),
+    ("beyond", "spec", ("ot", "paths", "independent coupling", "straightness"),
+     "independent-coupling straightness S"),
 ]
 
 
 def collect(runs_root: Path, seeds: list[int]) -> list[dict]:
     """One row per metric: its value per seed (None where the run is missing)."""
     rows = []
-    for notebook, keys, label in METRICS:
+    for notebook, preset, keys, label in METRICS:
         values = []
         for seed in seeds:
-            path = run_dir(notebook, seed, runs_root, create=False) / "metrics.json"
+            path = run_dir(notebook, seed, runs_root, preset, create=False) / "metrics.json"
             value = read_json(path) if path.is_file() else None
             for key in keys:
                 value = value.get(key) if isinstance(value, dict) else None
             values.append(value)
-        rows.append({"notebook": notebook, "metric": label, "values": values})
+        rows.append({"notebook": notebook, "preset": preset, "metric": label,
+                     "values": values})
     return rows
 
 

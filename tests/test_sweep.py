@@ -1,0 +1,50 @@
+"""make sweep's summary: every metric per seed, mean and sample std, missing runs marked; the
+report includes the rows of its own presets."""
+
+import math
+import sys
+
+from conftest import ROOT
+
+from flows_src.runs import run_dir, write_json
+
+sys.path.insert(0, str(ROOT / "tools"))
+import report  # noqa: E402
+import sweep  # noqa: E402
+
+
+def _runs(root, values):
+    for seed, (nll, strong_gap) in values.items():
+        write_json(run_dir("normalizing_flow", seed, root) / "metrics.json",
+                   {"nll": nll, "gap": nll - 1.5})
+        if strong_gap is not None:
+            write_json(run_dir("normalizing_flow", seed, root, "strong") / "metrics.json",
+                       {"gap": strong_gap})
+
+
+def test_summary_is_mean_and_sample_std_per_metric_with_missing_runs_marked(tmp_path):
+    _runs(tmp_path, {0: (2.0, 0.2), 1: (2.2, None), 2: (2.4, 0.4)})
+    assert sweep.main(["--seeds", "0", "1", "2", "--runs-root", str(tmp_path)]) == 0
+    rows = {r["metric"]: r for r in sweep.collect(tmp_path, [0, 1, 2])}
+    nll = rows["NF held-out NLL (nats)"]
+    assert nll["values"] == [2.0, 2.2, 2.4] and nll["preset"] == "spec"
+    mean, std = sweep.mean_std(nll["values"])
+    assert math.isclose(mean, 2.2) and math.isclose(std, 0.2)
+    strong = rows["strong NF gap NLL - H (nats)"]
+    assert strong["values"] == [0.2, None, 0.4] and strong["preset"] == "strong"
+    table = (tmp_path / "sweep" / "summary.md").read_text()
+    assert "| NF held-out NLL (nats) | 2 | 2.2 | 2.4 | 2.2 ± 0.2 |" in table
+    assert "| strong NF gap NLL - H (nats) | 0.2 | — | 0.4 | 0.3 ± 0.14 |" in table
+
+
+def test_report_shows_the_sweep_of_its_presets_only(tmp_path):
+    assert report.sweep_section(tmp_path, handin=True) is None  # no sweep yet
+    _runs(tmp_path, {0: (2.0, 0.2), 1: (2.2, 0.3)})
+    write_json(run_dir("beyond", 0, tmp_path) / "metrics.json", {"targets_met": True})
+    sweep.main(["--seeds", "0", "1", "--runs-root", str(tmp_path)])
+    handin = report.sweep_section(tmp_path, handin=True)
+    assert "seeds 0, 1" in handin and "NF held-out NLL" in handin
+    assert "strong" not in handin and "targets met" not in handin
+    assert "FM held-out" not in handin  # no run of it: no row of dashes
+    beyond = report.sweep_section(tmp_path, handin=False)
+    assert "strong NF gap" in beyond and "targets met" in beyond
