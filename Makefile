@@ -121,8 +121,10 @@ bench: setup
 	$(PY) -m bench.bench $(BENCH_ARGS)
 
 sweep: setup
+	@# the longest chain first: strong NF -> strong FM -> beyond
 	@for s in $(SEEDS); do \
-		$(MAKE) --no-print-directory -j2 notebooks beyond-notebooks SEED=$$s SPEC=nb \
+		$(MAKE) --no-print-directory -j2 strong-normalizing_flow notebooks beyond-notebooks \
+			SEED=$$s SPEC=nb \
 		|| exit 1; done
 	$(PY) tools/sweep.py --seeds $(SEEDS)
 	$(MAKE) --no-print-directory submission beyond-report

@@ -42,7 +42,6 @@ _CONDITIONAL = {"n_classes": 5}
 LADDERS: dict[str, list[tuple[str, dict]]] = {
     "nf": [
         ("wider coupling networks (hidden 8 -> 32)", {"hidden": 32}),
-        ("batch 128 -> 256", {"batch_size": 256}),
     ],
     "fm": [
         ("wider network (hidden 64 -> 256)", {"hidden": 256}),
@@ -54,9 +53,10 @@ LADDERS: dict[str, list[tuple[str, dict]]] = {
 LADDERS["cfm"] = LADDERS["fm"]
 
 #: What ``strong`` sets besides its ladder: the length of training (the ladder's steps are
-#: compared at one shorter length).
+#: compared at one shorter length). The wider flow trains 18 epochs, not 20, to stay within
+#: five minutes on one core; flow matching's larger batches make 60 epochs affordable.
 TRAINING: dict[str, dict] = {
-    "nf": {"epochs": 30},
+    "nf": {"epochs": 18},
     "fm": {"epochs": 60},
     "cfm": {"epochs": 60},
 }
