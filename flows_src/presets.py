@@ -12,7 +12,6 @@ into ``runs/<notebook>/strong/seed-<s>/``.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import torch
@@ -89,20 +88,18 @@ def config(family: str, preset: str = "spec", **fields) -> TrainingConfig:
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}, "
                          f"got {preset!r}")
-    given = {key: value for key, value in fields.items()
-             if key == "seed" or not _unset(value)}
-    return FAMILIES[family](**{**PRESETS[preset][family], **given})
+    return FAMILIES[family](**{**PRESETS[preset][family], **_given(fields)})
 
 
 def ladder(family: str, **fields) -> list[tuple[str, TrainingConfig]]:
     """``spec``, then each step of :data:`LADDERS` on top of the ones before it (the last is
-    ``strong``), as ``(label, config)`` pairs with ``fields`` on top of each."""
+    ``strong`` but for :data:`TRAINING`), as ``(label, config)`` pairs with ``fields`` (as
+    in :func:`config`) on top of each."""
     steps = [("spec (the exercise)", config(family, "spec", **fields))]
     changed = dict(PRESETS["spec"][family])
     for label, step in LADDERS[family]:
         changed.update(step)
-        base = FAMILIES[family](**changed)
-        steps.append((f"+ {label}", _with(base, fields)))
+        steps.append((f"+ {label}", FAMILIES[family](**{**changed, **_given(fields)})))
     return steps
 
 
@@ -124,15 +121,13 @@ def load_run(family: str, seed: int, runs_root: str | os.PathLike = "runs",
     return model.eval(), history, run_metrics(NOTEBOOKS[family], seed, runs_root, preset)
 
 
-def _unset(value: object) -> bool:
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
-                             and value == 0)
+def _given(fields: dict) -> dict:
+    """``fields`` less those that keep the preset's value (0 or ``None``; never ``seed``)."""
+    def unset(value: object) -> bool:
+        return value is None or (isinstance(value, (int, float))
+                                 and not isinstance(value, bool) and value == 0)
 
-
-def _with(base: TrainingConfig, fields: dict) -> TrainingConfig:
-    given = {key: value for key, value in fields.items()
-             if key == "seed" or not _unset(value)}
-    return dataclasses.replace(base, **given)
+    return {key: value for key, value in fields.items() if key == "seed" or not unset(value)}
 
 
 def evaluate(model: nn.Module, x_val: Tensor, standardizer: Standardizer, *,
