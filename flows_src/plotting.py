@@ -118,10 +118,12 @@ def time_colorbar(fig: Figure, ax: Axes | list[Axes], label: str = "time $t$",
 
 
 def density(ax: Axes, xs: np.ndarray, ys: np.ndarray, log_p: np.ndarray, *,
-            title: str | None = None, vmin: float | None = None, cmap: str = "magma"):
+            title: str | None = None, vmin: float | None = None, vmax: float | None = None,
+            cmap: str = "magma"):
     """A heat map of ``log_p`` of shape ``(len(ys), len(xs))`` over a grid; returns the
-    image so the caller can add a colour bar."""
-    image = ax.pcolormesh(xs, ys, log_p, cmap=cmap, vmin=vmin, shading="auto")
+    image so the caller can add a colour bar (``vmin``/``vmax``: its range, to share one
+    scale between maps)."""
+    image = ax.pcolormesh(xs, ys, log_p, cmap=cmap, vmin=vmin, vmax=vmax, shading="auto")
     _frame(ax, title)
     return image
 
