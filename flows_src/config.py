@@ -35,8 +35,6 @@ class TrainingConfig:
         seed: seeds the data, the initial weights and the batch order.
         compile: run the loss through ``torch.compile`` (same model, faster steps after a
             warm-up of about a minute; falls back to eager where no compiler works).
-        grad_clip: when set, every step's gradient is scaled down to this Euclidean norm
-            when it is longer (over all parameters); ``None`` (the exercise) never clips.
     """
 
     n_points: int = 250_000
@@ -46,13 +44,8 @@ class TrainingConfig:
     lr: float = 1e-3
     seed: int = 0
     compile: bool = False
-    grad_clip: float | None = None
 
     def __post_init__(self) -> None:
-        if self.grad_clip is not None and not (
-                isinstance(self.grad_clip, (int, float)) and self.grad_clip > 0):
-            raise ValueError(f"grad_clip must be a positive number or None, "
-                             f"got {self.grad_clip!r}")
         _check_int("n_points", self.n_points, 1)
         _check_int("n_val", self.n_val, 1)
         _check_int("epochs", self.epochs, 1)

@@ -92,11 +92,9 @@ def run_file(notebook: str, seed: int, name: str, runs_root: str | os.PathLike =
     """
     path = run_dir(notebook, seed, runs_root, preset, create=False) / name
     if not path.is_file():
-        extra = "" if preset == "spec" else f" -p preset {preset}"
-        raise FileNotFoundError(
-            f"{path} is missing: run the {notebook} notebook with seed {seed}"
-            f"{'' if preset == 'spec' else f' and preset {preset}'} first "
-            f"(make run NB={notebook} ARGS='-p seed {seed}{extra}')")
+        args = f"-p seed {seed}" + ("" if preset == "spec" else f" -p preset {preset}")
+        raise FileNotFoundError(f"{path} is missing: run the {notebook} notebook first "
+                                f"(make run NB={notebook} ARGS='{args}')")
     return path
 
 

@@ -126,8 +126,7 @@ def _adam(model: nn.Module, lr: float) -> torch.optim.Optimizer:
 
 class TrainingStep:
     """One optimizer step of :func:`train`: Adam on ``model.loss(*batch)``, its learning
-    rate annealed to 0 by a cosine over ``total_steps`` steps, the gradient's norm clipped
-    to ``config.grad_clip`` when that is set.
+    rate annealed to 0 by a cosine over ``total_steps`` steps.
 
     Calling it with a batch returns the batch's loss as a float. A loss that is not finite
     leaves the weights and the schedule untouched; what to do about it is the caller's call.
@@ -149,8 +148,6 @@ class TrainingStep:
         self._eager_loss = model.loss
         self._loss = torch.compile(model.loss) if config.compile else model.loss
         self._first = True
-        self._params = [p for p in model.parameters() if p.requires_grad]
-        self._clip = config.grad_clip
 
     def __call__(self, *batch: Tensor) -> float:
         self.optimizer.zero_grad(set_to_none=True)
@@ -168,8 +165,6 @@ class TrainingStep:
         value = loss.item()
         if math.isfinite(value):
             loss.backward()
-            if self._clip is not None:
-                nn.utils.clip_grad_norm_(self._params, self._clip, foreach=True)
             self.optimizer.step()
             self.schedule.step()
         return value

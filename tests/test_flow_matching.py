@@ -384,7 +384,6 @@ def test_time_power_draws_later_times_in_the_same_order():
     t = 1 - (1 - u) ** 3
     by_hand = (net(t[:, None] * x_1 + (1 - t[:, None]) * x_0, t) - (x_1 - x_0)).square()
     torch.testing.assert_close(loss, by_hand.sum(1).mean())
-    assert (t >= u).all()  # every time moved later
 
 
 @pytest.mark.parametrize("config", [SMALL, CONDITIONAL])

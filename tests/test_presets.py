@@ -87,3 +87,14 @@ def test_evaluate_scores_both_families_alike():
         assert set(scores) == {"nll", "gap", "in_band"}
         assert scores["gap"] == pytest.approx(scores["nll"] - rings.data_entropy())
         assert 0 <= scores["in_band"] <= 1 and scores["gap"] > 0  # untrained: far from H
+
+
+def test_targets_are_checked_in_their_direction():
+    checks = presets.check_targets("fm", {"in_band": 0.93, "gap": 0.2, "train_seconds": 299})
+    assert [(c["measure"], c["target"], c["met"]) for c in checks] == [
+        ("in_band", ">= 0.93", True), ("gap", "<= 0.15", False),
+        ("train_seconds", "<= 300", True)]
+    assert [c["met"] for c in presets.check_targets(
+        "cfm", {"accuracy": 0.969, "train_seconds": 301})] == [False, False]
+    with pytest.raises(KeyError):  # a run without the measure is an error, not a pass
+        presets.check_targets("nf", {"in_band": 0.9})
