@@ -6,6 +6,8 @@
   raw ring coordinates. Real data: 1.
 - **Ring balance**: each ring's share of the generated points beside its share of real data.
 - **Conditional accuracy**: the share of class-k samples inside ring k's band.
+- **Steadiness** of training: how often and how far the held-out loss rose between epochs,
+  and the worst batch against the typical one (:func:`steadiness`).
 - **Straightness** of sampled paths: length over chord (:func:`path_length_ratio`) and the
   mean squared deviation of the velocity from the chord's (:func:`straightness`).
 """
@@ -22,7 +24,7 @@ from flows_src.rings import COLOURS, Standardizer, data_entropy, in_ring, ring_o
 
 __all__ = ["nll", "in_band_fraction", "ring_shares", "ring_balance", "conditional_accuracy",
            "quality", "format_quality", "log_prob_grid", "format_table", "path_length_ratio",
-           "straightness"]
+           "straightness", "steadiness"]
 
 
 def _numpy(points: Tensor | np.ndarray) -> np.ndarray:
@@ -173,3 +175,28 @@ def straightness(states: Tensor | np.ndarray, times: Tensor | np.ndarray) -> flo
     chord = (states[-1] - states[0]) / span
     deviation = np.square(velocity - chord).sum(-1).mean(-1)
     return float((steps * deviation).sum() / span)
+
+
+def steadiness(epoch_losses: list[float], batch_losses: list[float]) -> dict[str, float]:
+    """How steadily a run trained, from its history: the held-out loss of every epoch (the
+    first is before training) and the loss of every batch.
+
+    Returns ``rises`` (epochs whose held-out loss is higher than the epoch before's; a
+    steady descent has none), ``largest_rise`` (the largest such rise, 0 without one),
+    ``worst_batch`` (the largest batch loss) and ``worst_over_median`` (the largest batch
+    loss minus the median one: a batch far above the median is a point the model gave almost
+    no probability, and its gradient can be as far above the typical step's).
+
+    Example:
+        >>> steadiness([3.0, 2.0, 2.5, 1.5], [4.0, 2.0, 2.0, 9.0])["rises"]
+        1
+    """
+    epoch_losses = np.asarray(epoch_losses, dtype=float)
+    batch_losses = np.asarray(batch_losses, dtype=float)
+    if len(epoch_losses) < 2 or len(batch_losses) == 0:
+        raise ValueError("steadiness needs the losses of at least two epochs and one batch")
+    change = np.diff(epoch_losses)
+    worst, median = batch_losses.max(), np.median(batch_losses)
+    return {"rises": int((change > 0).sum()),
+            "largest_rise": float(change.max(initial=0.0)),
+            "worst_batch": float(worst), "worst_over_median": float(worst - median)}

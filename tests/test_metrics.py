@@ -47,3 +47,16 @@ def test_nll_of_the_standard_normal_is_its_entropy():
                                                   torch.eye(2, dtype=torch.float64))
     assert metrics.nll(dist.log_prob, x, chunk=7777) == pytest.approx(
         math.log(2 * math.pi * math.e), abs=0.01)
+
+
+def test_steadiness_counts_rises_and_the_worst_batch():
+    steady = metrics.steadiness([3.0, 2.5, 2.0, 1.9], [3.0, 2.0, 2.0, 1.0])
+    assert steady == {"rises": 0, "largest_rise": 0.0, "worst_batch": 3.0,
+                      "worst_over_median": 1.0}
+    jumpy = metrics.steadiness([3.0, 2.0, 2.3, 2.1, 2.6], [2.0, 2.0, 1000.0, 2.0, 1.0])
+    assert jumpy["rises"] == 2
+    assert jumpy["largest_rise"] == pytest.approx(0.5)
+    assert jumpy["worst_batch"] == 1000.0
+    assert jumpy["worst_over_median"] == pytest.approx(998.0)
+    with pytest.raises(ValueError, match="two epochs"):
+        metrics.steadiness([3.0], [1.0])

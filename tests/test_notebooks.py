@@ -106,3 +106,18 @@ def test_a_failing_notebook_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "ValueError: n_points must be a positive integer, got 0" in err
+
+
+def test_beyond_records_how_steadily_every_model_trained(papermill_runs):
+    from flows_src import metrics, presets
+
+    out = papermill_runs / "beyond" / "seed-0"
+    steady = json.loads((out / "metrics.json").read_text())["steadiness"]
+    assert set(steady) == {f"{family} {preset}" for family in presets.FAMILIES
+                           for preset in presets.PRESETS}
+    for key, summary in steady.items():
+        family, preset = key.split()
+        history = presets.load_run(family, 0, papermill_runs, preset)[1]
+        assert summary == metrics.steadiness([e["loss"] for e in history.epochs],
+                                             history.batch_loss)
+    assert (out / "beyond_steadiness.png").is_file()
