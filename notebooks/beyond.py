@@ -206,7 +206,9 @@ for family in ("nf", "fm"):
 # %% [markdown]
 # ### How steadily each model trained
 # A model's final numbers are one draw of its training. Flow matching regresses a velocity,
-# a smooth loss whose held-out value falls almost every epoch. The normalizing flow
+# a smooth loss: its held-out value wobbles between epochs by far less than it falls (the
+# strong preset draws its training times nearer $t = 1$, which weights the same regression
+# differently, so its level is not comparable with spec's; its shape is). The normalizing flow
 # maximizes a likelihood on thin bands: a small shift of a band moves many held-out points
 # off it, so its held-out NLL rises and falls between epochs, and a single point that the
 # inverse flow sends far out can lift one batch's loss far above the median, and its
