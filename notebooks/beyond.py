@@ -219,7 +219,7 @@ for family in ("nf", "fm"):
 
 # %%
 steady_rows, steady = [], {}
-for (family, preset), (m, history, _) in runs.items():
+for (family, preset), (_, history, _) in runs.items():
     summary = metrics.steadiness([e["loss"] for e in history.epochs], history.batch_loss)
     steady[f"{family} {preset}"] = summary
     steady_rows.append([FAMILY_NAMES[family], preset, history.epochs[-1]["epoch"],
@@ -393,5 +393,6 @@ print(f"figures and metrics in {out}")
 # make it steadier within five minutes: clipping the gradient's norm removed the large
 # batches but not the swings of the held-out NLL; a lower learning rate, longer training,
 # smooth activations, Fourier features of the conditioner's input, rotations between the
-# coupling layers or more of them ended no higher. The OT model is trained for `ot_epochs` epochs rather than as long as the
-# exercise's model, and the solver study uses the exercise's flow-matching model only.
+# coupling layers or more of them ended no higher. The OT model is trained for `ot_epochs`
+# epochs rather than as long as the exercise's model, and the solver study uses the
+# exercise's flow-matching model only.
