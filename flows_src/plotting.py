@@ -160,6 +160,22 @@ def epoch_curves(ax: Axes, epochs: list[dict[str, float]], series: dict[str, str
     return ax
 
 
+def loss_per_epoch(ax: Axes, runs: dict[str, list[dict[str, float]]], *, key: str = "loss",
+                   title: str | None = None) -> Axes:
+    """One line per run: ``runs`` maps a legend label to a history's epoch dicts, plotted
+    from epoch 1 (epoch 0, the untrained model, would dwarf the rest)."""
+    for label, epochs in runs.items():
+        trained = [e for e in epochs if e["epoch"] > 0]
+        ax.plot([e["epoch"] for e in trained], [e[key] for e in trained], "o-", ms=2,
+                label=label)
+    ax.set(xlabel="epoch", ylabel=f"held-out {key}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
 def batch_losses(ax: Axes, losses: list[float] | np.ndarray, *, window: int = 200,
                  steps_per_epoch: int | None = None, title: str | None = None) -> Axes:
     """Every batch's loss (faint) and its moving average over ``window`` batches."""

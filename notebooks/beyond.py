@@ -231,13 +231,8 @@ print(metrics.format_table(steady_rows, ["model", "preset", "epochs", "rises",
 
 fig, axes = plotting.panels(3, size=3.4, cols=3)
 for ax, family in zip(axes, ("nf", "fm")):
-    for preset in presets.PRESETS:
-        epochs = runs[family, preset][1].epochs[1:]  # epoch 0 is the untrained model
-        ax.plot([e["epoch"] for e in epochs], [e["loss"] for e in epochs], "o-", ms=2,
-                label=preset)
-    ax.set(xlabel="epoch", ylabel="held-out loss", title=FAMILY_NAMES[family])
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    plotting.loss_per_epoch(ax, {preset: runs[family, preset][1].epochs
+                                 for preset in presets.PRESETS}, title=FAMILY_NAMES[family])
 nf_strong = runs["nf", "strong"][1]
 plotting.batch_losses(axes[2], nf_strong.batch_loss,
                       steps_per_epoch=len(nf_strong.batch_loss) // nf_strong.epochs[-1]["epoch"],

@@ -9,6 +9,8 @@ import sys
 import pytest
 from conftest import ORDER, PRESET_NOTEBOOKS, ROOT, RUNS, TINY
 
+from flows_src import metrics, presets
+
 sys.path.insert(0, str(ROOT / "tools"))
 import notebooks as tool  # noqa: E402
 
@@ -109,8 +111,6 @@ def test_a_failing_notebook_is_one_line(tmp_path, capsys):
 
 
 def test_beyond_records_how_steadily_every_model_trained(papermill_runs):
-    from flows_src import metrics, presets
-
     out = papermill_runs / "beyond" / "seed-0"
     steady = json.loads((out / "metrics.json").read_text())["steadiness"]
     assert set(steady) == {f"{family} {preset}" for family in presets.FAMILIES
