@@ -50,12 +50,17 @@ class History:
             the learning rate at the epoch's end and the epoch's wall time.
         first_step_seconds: the first step's time: with ``compile`` this is the warm-up.
         compiled: whether the loss ran through ``torch.compile``.
+        clipped_steps: steps whose gradient norm was clipped (``config.max_grad_norm``).
+        skipped_steps: steps left out because their gradient was not finite (only counted
+            with gradient clipping; see :class:`TrainingStep`).
     """
 
     batch_loss: list[float] = field(default_factory=list)
     epochs: list[dict[str, float]] = field(default_factory=list)
     first_step_seconds: float = 0.0
     compiled: bool = False
+    clipped_steps: int = 0
+    skipped_steps: int = 0
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -126,17 +131,21 @@ def _adam(model: nn.Module, lr: float) -> torch.optim.Optimizer:
 
 class TrainingStep:
     """One optimizer step of :func:`train`: Adam on ``model.loss(*batch)``, its learning
-    rate annealed to 0 by a cosine over ``total_steps`` steps.
+    rate annealed to 0 by a cosine over ``total_steps`` steps, the gradient's norm clipped
+    to ``config.max_grad_norm`` when that is set.
 
     Calling it with a batch returns the batch's loss as a float. A loss that is not finite
     leaves the weights and the schedule untouched; what to do about it is the caller's call.
+    With clipping, a finite loss whose gradient is not (an overflow in the backward pass)
+    is skipped the same way and counted in ``skipped``: clipping would scale it to NaN.
+    ``clipped`` counts the steps whose gradient was scaled down.
     With ``config.compile`` the loss runs through ``torch.compile``; when that fails at the
     first call (no working compiler), the step warns and stays eager, and ``compiled``
     becomes ``False``.
 
     Arguments:
         model: has ``loss(*batch) -> (loss, components)``.
-        config: the learning rate and the compile switch.
+        config: the learning rate, the gradient clip and the compile switch.
         total_steps: length of the cosine schedule.
     """
 
@@ -144,6 +153,9 @@ class TrainingStep:
         self.optimizer = _adam(model, config.lr)
         self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer,
                                                                    T_max=total_steps)
+        self.max_grad_norm = config.max_grad_norm
+        self._parameters = [p for p in model.parameters() if p.requires_grad]
+        self.skipped = self.clipped = 0
         self.compiled = config.compile
         self._eager_loss = model.loss
         self._loss = torch.compile(model.loss) if config.compile else model.loss
@@ -165,6 +177,12 @@ class TrainingStep:
         value = loss.item()
         if math.isfinite(value):
             loss.backward()
+            if self.max_grad_norm is not None:
+                norm = nn.utils.clip_grad_norm_(self._parameters, self.max_grad_norm)
+                if not math.isfinite(norm):
+                    self.skipped += 1
+                    return value
+                self.clipped += int(norm > self.max_grad_norm)
             self.optimizer.step()
             self.schedule.step()
         return value
@@ -190,13 +208,14 @@ def train(model: nn.Module, data: tuple[Tensor, ...], config: TrainingConfig, *,
           validate: Callable[[nn.Module], dict[str, float]] | None = None,
           checkpoint: str | Path | None = None, extra: dict | None = None,
           progress: bool = True) -> History:
-    """Train ``model`` on ``data`` with Adam and cosine annealing; return the history.
+    """Train ``model`` on ``data`` with Adam and cosine annealing (and gradient clipping
+    when ``config.max_grad_norm`` is set); return the history.
 
     Arguments:
         model: has ``loss(*batch) -> (loss, components)``; ``batch`` holds one slice of each
             tensor in ``data`` (e.g. ``(x,)`` or ``(x, labels)``).
         data: training tensors sharing their first dimension.
-        config: epochs, batch size, learning rate, seed, compile.
+        config: epochs, batch size, learning rate, gradient clip, seed, compile.
         validate: called without gradients, in eval mode, before training and after each
             epoch; returns the numbers to record (e.g. the validation loss).
         checkpoint: where the finished model, config and history go; each epoch's state is
@@ -252,6 +271,8 @@ def train(model: nn.Module, data: tuple[Tensor, ...], config: TrainingConfig, *,
                 raise NonFiniteLossError(
                     f"loss became {value} at epoch {epoch}, step {step + 1}{kept}")
             history.batch_loss.append(value)
+            history.clipped_steps = train_step.clipped
+            history.skipped_steps = train_step.skipped
             bar.update()
             if step % 200 == 0:
                 bar.set_postfix(epoch=epoch, loss=f"{value:.3f}", refresh=False)

@@ -143,7 +143,8 @@ def test_batch_larger_than_data_is_a_clear_error():
 
 
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("n_points", -1), ("lr", 0.0),
-                                          ("batch_size", 2.5), ("seed", -1)])
+                                          ("batch_size", 2.5), ("seed", -1),
+                                          ("max_grad_norm", 0.0), ("max_grad_norm", True)])
 def test_config_rejects_out_of_range_values(field, value):
     with pytest.raises(ValueError, match=f"^{field} must be"):
         dataclasses.replace(CONFIG, **{field: value})
@@ -158,6 +159,52 @@ def test_training_step_leaves_the_weights_alone_on_a_non_finite_loss():
     assert math.isnan(step(x, y))
     assert torch.equal(model.linear.weight, weight)
     assert step.schedule.last_epoch == 1
+
+
+def test_max_grad_norm_caps_what_adam_sees_of_an_outlier_batch_and_nothing_else():
+    x, y = data(64)
+    outlier = y.clone()
+    outlier[0] = 1e6  # one point far off: this batch's gradient norm is ~1e5
+    config = dataclasses.replace(CONFIG, max_grad_norm=2.0)
+    squares = {}
+    for name, step_config in [("unclipped", CONFIG), ("clipped", config)]:
+        step = TrainingStep(fresh(), step_config, total_steps=10)
+        step(x, outlier)
+        # after one step Adam's second moment is (1 - beta2) g^2, summed: (1 - beta2) |g|^2
+        squares[name] = sum(float(s["exp_avg_sq"].sum()) for s in step.optimizer.state.values())
+    beta2 = 0.999
+    assert squares["unclipped"] > (1 - beta2) * 1e8
+    assert squares["clipped"] == pytest.approx((1 - beta2) * 2.0 ** 2, rel=1e-4)
+    assert step.clipped == 1
+    # a batch whose gradient is within the bound steps exactly as without clipping
+    plain, clipped = fresh(), fresh()
+    TrainingStep(plain, CONFIG, total_steps=10)(x, y)
+    TrainingStep(clipped, dataclasses.replace(CONFIG, max_grad_norm=1e9), total_steps=10)(x, y)
+    assert torch.equal(plain.linear.weight, clipped.linear.weight)
+
+
+class InfiniteGradient(Regression):
+    """A finite loss (0) whose gradient is infinite: d sqrt(u) / du at u = 0."""
+
+    def loss(self, x, y):
+        weight = self.linear.weight
+        return torch.sqrt(weight - weight.detach()).sum(), {}
+
+
+def test_with_clipping_a_finite_loss_with_a_non_finite_gradient_is_skipped():
+    x, y = data(64)
+    model = InfiniteGradient()
+    weight = model.linear.weight.detach().clone()
+    step = TrainingStep(model, dataclasses.replace(CONFIG, max_grad_norm=1.0), total_steps=10)
+    assert step(x, y) == 0.0
+    assert torch.equal(model.linear.weight, weight)
+    assert step.skipped == 1 and step.schedule.last_epoch == 0
+    history = train(InfiniteGradient(), (x, y), dataclasses.replace(CONFIG, max_grad_norm=1.0),
+                    progress=False)
+    assert history.skipped_steps == 3 * (64 // 32) and history.clipped_steps == 0
+    # unclipped, the same step writes NaN into the weights
+    TrainingStep(model, CONFIG, total_steps=10)(x, y)
+    assert model.linear.weight.isnan().all()
 
 
 def test_a_failing_compiler_falls_back_to_eager(monkeypatch):
