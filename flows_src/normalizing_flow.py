@@ -62,6 +62,23 @@ def _uniform_linear(sizes: list[int], *leading: int) -> tuple[nn.ParameterList, 
     return weights, biases
 
 
+def _he_init_(weights: Sequence[Tensor], biases: Sequence[Tensor],
+               negative_slope: float) -> None:
+    r"""Re-initialize stacked MLP layers in place (``NFConfig.init = "he"``): every layer but
+    the last gets He-uniform weights, U(+-sqrt(6 / ((1 + a^2) fan_in))) for a LeakyReLU of
+    slope a, and the hidden layers zero biases (the first keeps its biases: with one input
+    they spread the first layer's kinks over the data); the last layer is all zero, so each
+    network outputs 0: log s = 0 and b = 0, the identity map."""
+    with torch.no_grad():
+        for i, (weight, bias) in enumerate(zip(weights[:-1], biases[:-1])):
+            bound = math.sqrt(6 / ((1 + negative_slope ** 2) * weight.shape[-1]))
+            weight.uniform_(-bound, bound)
+            if i:
+                bias.zero_()
+        weights[-1].zero_()
+        biases[-1].zero_()
+
+
 def _mlp_sizes(hidden: int, n_linear: int) -> list[int]:
     if isinstance(n_linear, bool) or not isinstance(n_linear, int) or n_linear < 2:
         raise ValueError(f"n_linear must be an integer >= 2, got {n_linear!r}")
@@ -299,7 +316,8 @@ class NormalizingFlow(nn.Module):
 
     Arguments:
         config: the architecture (``n_couplings``, ``hidden``, ``n_linear``,
-            ``negative_slope``, ``log_s_bound``); the exercise's defaults when ``None``.
+            ``negative_slope``, ``log_s_bound``, ``init``); the exercise's defaults when
+            ``None``.
 
     Example:
         >>> flow = NormalizingFlow(NFConfig(n_couplings=3))
@@ -314,6 +332,8 @@ class NormalizingFlow(nn.Module):
         self.couplings = CouplingStack(
             self.config.n_couplings, self.config.hidden, self.config.n_linear,
             self.config.negative_slope, self.config.log_s_bound)
+        if self.config.init == "he":
+            _he_init_(self.couplings.weight, self.couplings.bias, self.config.negative_slope)
         # One fixed permutation, reused between every pair of consecutive coupling layers.
         self.permutation = Permutation(_DIM)
 

@@ -263,6 +263,38 @@ def test_initialisation_is_nn_linear_default():
             assert abs(values.std().item() / (bound / math.sqrt(3)) - 1) < 0.25
 
 
+def hidden_mean_squares(flow: NormalizingFlow, x: torch.Tensor) -> torch.Tensor:
+    """Mean square of each hidden layer's pre-activation in the first coupling's MLPs."""
+    coupling = flow.couplings[0]
+    h, squares = x[:, 0].expand(2, 1, -1), []
+    for i, (weight, bias) in enumerate(zip(coupling.weight[:-1], coupling.bias[:-1])):
+        if i:
+            h = nn.functional.leaky_relu(h, flow.config.negative_slope)
+        h = torch.baddbmm(bias, weight, h)
+        squares.append(h.square().mean())
+    return torch.stack(squares)
+
+
+def test_he_initialisation_keeps_the_signal_through_the_depth_and_starts_at_identity():
+    x = torch.randn(4096, 2, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    he = NormalizingFlow(NFConfig(hidden=32, init="he"))
+    torch.manual_seed(0)
+    default = NormalizingFlow(NFConfig(hidden=32))
+    with torch.no_grad():
+        he_squares, default_squares = hidden_mean_squares(he, x), hidden_mean_squares(default, x)
+        # He: each hidden layer's pre-activations keep their scale (a LeakyReLU halves the
+        # mean square, the weights' variance 2 / fan_in doubles it back)
+        assert (he_squares[1:] / he_squares[:-1]).sub(1).abs().max() < 0.5
+        # the default shrinks it (~50x over the four hidden layers)
+        assert default_squares[-1] < default_squares[0] / 20
+        # zero output layers: every coupling is the identity, so the flow's density is N(0, I)
+        assert torch.equal(he.inverse(x), x)
+        assert torch.allclose(he.log_prob(x), -0.5 * x.square().sum(1) - math.log(2 * math.pi))
+    with pytest.raises(ValueError, match="^init must be one of 'uniform', 'he'"):
+        NFConfig(init="xavier")
+
+
 @pytest.mark.parametrize("n_couplings", [5, 4])
 def test_intermediates(n_couplings: int):
     torch.manual_seed(0)
