@@ -118,6 +118,11 @@ def test_beyond_records_how_steadily_every_model_trained(papermill_runs):
     for key, summary in steady.items():
         family, preset = key.split()
         history = presets.load_run(family, 0, papermill_runs, preset)[1]
-        assert summary == metrics.steadiness([e["loss"] for e in history.epochs],
-                                             history.batch_loss)
+        assert summary == {**metrics.steadiness([e["loss"] for e in history.epochs],
+                                                history.batch_loss),
+                           "clipped_steps": history.clipped_steps,
+                           "steps": len(history.batch_loss)}
+        config = presets.config(family, preset)
+        if config.max_grad_norm is None:
+            assert history.clipped_steps == 0
     assert (out / "beyond_steadiness.png").is_file()
