@@ -201,17 +201,18 @@ for family in ("nf", "fm"):
 # per epoch; larger batches make an epoch cheaper (a step of the flow on 256 points costs
 # about what one on 128 does), which is what lets the strong presets afford their longer
 # training within five minutes; the last line of each family is what the full training
-# added. Three of the flow's changes are about how steadily it trains rather than how fast:
-# He init (the default init shrinks the signal through each of the five layers, so the
-# networks start almost constant in their input; the output layer starts at zero, so the flow
-# starts as the identity), the gradient clip and the tighter log-scale bound (both against
-# the single far-out points of the next section). What they bought shows over a full
-# training on several seeds (see Limits), not in a few epochs of one. The two changes to
-# how flow matching sees time, Fourier features of $t$ and training times drawn nearer
-# $t = 1$ ($t = 1 - (1 - u)^p$, $p > 1$), aim at the late, sharp phase of the flow, where
-# the field pulls samples onto the thin bands;
-# that phase is learned last, so a ladder of a few epochs may show them costing rather than
-# buying (read the signs above). They were kept on the strength of full-length trials made
+# added. Most of the flow's changes are about how steadily it trains rather than how fast.
+# With He init the hidden layers keep the scale of their input (the default init shrinks it
+# at every layer, so a deep network starts almost constant in its input), and the zeroed
+# output layers make the flow start as the identity. The gradient clip and the tighter
+# log-scale bound act against the single far-out points of the next section, and the batch
+# of 256 at half the learning rate against the swings of the held-out NLL. What these bought
+# shows over a full training on several seeds (trials outside this notebook, and the sweep's
+# table), not in a few epochs of one. The two changes to how flow matching sees time,
+# Fourier features of $t$ and training times drawn nearer $t = 1$
+# ($t = 1 - (1 - u)^p$, $p > 1$), aim at the late, sharp phase of the flow, where the field
+# pulls samples onto the thin bands; that phase is learned last, so a ladder of a few epochs
+# may show them costing rather than buying (read the signs above). They were kept on the strength of full-length trials made
 # while choosing the preset, which this notebook does not repeat (see Limits); `make sweep`
 # repeats the ladder per seed.
 
@@ -225,24 +226,27 @@ for family in ("nf", "fm"):
 # inverse flow sends far out can lift one batch's loss far above the median, and its
 # gradient with it (one such step pushes every weight at once, and Adam then divides by a
 # second-moment estimate that this step has inflated for thousands of steps). The strong flow
-# clips the gradient's norm, so such a batch still shows among the batch losses but moves
-# the weights no further than an ordinary large step; a log-scale bound of 2 instead of 5
-# lets one layer compress by $e^2$ at most, not $e^5$. From the histories the model
-# notebooks saved: epochs whose held-out loss rose, the largest rise, the worst batch
-# against the median one, and the share of steps whose gradient was clipped.
+# clips the gradient's norm, so such a batch still shows among the batch losses but cannot
+# inflate Adam's denominator; its log-scale bound of 2 instead of 5 lets one layer scale by
+# $e^{\pm 2}$ at most, not $e^{\pm 5}$, which limits how far out a point can be sent. From
+# the histories the model notebooks saved: epochs whose held-out loss rose, the largest
+# rise, the worst batch against the median one, the share of steps whose gradient was
+# clipped, and the steps skipped because their gradient was not finite.
 
 steady_rows, steady = [], {}
 for (family, preset), (_, history, _) in runs.items():
     summary = metrics.steadiness([e["loss"] for e in history.epochs], history.batch_loss)
     steady[f"{family} {preset}"] = {**summary, "clipped_steps": history.clipped_steps,
+                                    "skipped_steps": history.skipped_steps,
                                     "steps": len(history.batch_loss)}
     steady_rows.append([FAMILY_NAMES[family], preset, history.epochs[-1]["epoch"],
                         summary["rises"], summary["largest_rise"], summary["worst_batch"],
                         summary["worst_over_median"],
-                        f"{history.clipped_steps / len(history.batch_loss):.1%}"])
+                        f"{history.clipped_steps / len(history.batch_loss):.1%}",
+                        history.skipped_steps])
 print(metrics.format_table(steady_rows, ["model", "preset", "epochs", "rises",
                                          "largest rise", "worst batch",
-                                         "worst - median", "steps clipped"]))
+                                         "worst - median", "steps clipped", "skipped"]))
 
 fig, axes = plotting.panels(3, size=3.4, cols=3)
 for ax, family in zip(axes, ("nf", "fm")):
