@@ -207,9 +207,9 @@ for family in ("nf", "fm"):
 # Fourier features of $t$ and training times drawn nearer $t = 1$
 # ($t = 1 - (1 - u)^p$, $p > 1$), aim at the late, sharp phase of the flow, where the field
 # pulls samples onto the thin bands; that phase is learned last, so a ladder of a few epochs
-# may show them costing rather than buying (read the signs above). They were kept on the strength of full-length trials made
-# while choosing the preset, which this notebook does not repeat (see Limits); `make sweep`
-# repeats the ladder per seed.
+# may show them costing rather than buying (read the signs above). They were kept on the
+# strength of full-length trials made while choosing the preset, which this notebook does
+# not repeat (see Limits); `make sweep` repeats the ladder per seed.
 
 # %% [markdown]
 # ### How steadily each model trained
