@@ -41,6 +41,8 @@ class TrainingConfig:
             point that a normalizing flow maps far out can have a gradient ~10^6 times the
             usual; unclipped, its square fills Adam's second-moment estimate and every
             later step is ~0 for thousands of steps (the held-out loss jumps and stays up).
+            Setting it also skips a step whose gradient is not finite (clipping would scale
+            it to NaN); the history counts the clipped and the skipped steps.
         compile: run the loss through ``torch.compile`` (same model, faster steps after a
             warm-up of about a minute; falls back to eager where no compiler works).
     """

@@ -286,12 +286,19 @@ def test_he_initialisation_keeps_the_signal_through_the_depth_and_starts_at_iden
         # He: each hidden layer's pre-activations keep their scale (a LeakyReLU halves the
         # mean square, the weights' variance 2 / fan_in doubles it back)
         assert (he_squares[1:] / he_squares[:-1]).sub(1).abs().max() < 0.5
-        # the default shrinks it (~50x over the four hidden layers)
+        # the default shrinks it (~50x from the first hidden layer to the last)
         assert default_squares[-1] < default_squares[0] / 20
         # zero output layers: every coupling is the identity, so the flow's density is N(0, I)
         assert torch.equal(he.inverse(x), x)
         assert torch.allclose(he.log_prob(x), -0.5 * x.square().sum(1) - math.log(2 * math.pi))
-    with pytest.raises(ValueError, match="^init must be one of 'uniform', 'he'"):
+    # the first layer keeps its biases (its kinks spread over the data), the hidden ones are 0
+    weights, biases = he.couplings.weight, he.couplings.bias
+    assert (biases[0] != 0).all() and all((b == 0).all() for b in biases[1:])
+    assert (weights[-1] == 0).all() and all((w != 0).all() for w in weights[:-1])
+
+
+def test_init_must_be_one_of_the_named_ones():
+    with pytest.raises(ValueError, match="^init must be one of 'uniform', 'he', got 'xavier'"):
         NFConfig(init="xavier")
 
 
