@@ -206,11 +206,12 @@ for family in ("nf", "fm"):
 # table), not in a few epochs of one. A line of the flow's ladder before the clip that
 # ends several nats above the others is such a run: one far-out point froze its training.
 # The two changes to how flow matching sees time, Fourier features of $t$ and training
-# times drawn nearer $t = 1$ ($t = 1 - (1 - u)^p$, $p > 1$), aim at the late, sharp phase of the flow, where the field
-# pulls samples onto the thin bands; that phase is learned last, so a ladder of a few epochs
-# may show them costing rather than buying (read the signs above). They were kept on the
-# strength of full-length trials made while choosing the preset, which this notebook does
-# not repeat (see Limits); `make sweep` repeats the ladder per seed.
+# times drawn nearer $t = 1$ ($t = 1 - (1 - u)^p$, $p > 1$), aim at the late, sharp phase
+# of the flow, where the field pulls samples onto the thin bands; that phase is learned
+# last, so a ladder of a few epochs may show them costing rather than buying (read the
+# signs above). They were kept on the strength of full-length trials made while choosing
+# the preset, which this notebook does not repeat (see Limits); `make sweep` repeats the
+# ladder per seed.
 
 # %% [markdown]
 # ### How steadily each model trained
