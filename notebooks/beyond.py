@@ -204,7 +204,7 @@ for family in ("nf", "fm"):
 # of 256 at half the learning rate against the swings of the held-out NLL. What these bought
 # shows over a full training on several seeds (trials outside this notebook, and the sweep's
 # table), not in a few epochs of one. A line of the flow's ladder before the clip that
-# ends several nats above the others is such a run: one far-out point froze its training.
+# ends far worse than the lines around it is such a run: one far-out point froze it.
 # The two changes to how flow matching sees time, Fourier features of $t$ and training
 # times drawn nearer $t = 1$ ($t = 1 - (1 - u)^p$, $p > 1$), aim at the late, sharp phase
 # of the flow, where the field pulls samples onto the thin bands; that phase is learned
