@@ -237,15 +237,12 @@ for family in ("nf", "fm"):
 
 steady_rows, steady = [], {}
 for (family, preset), (_, history, _) in runs.items():
-    summary = metrics.steadiness([e["loss"] for e in history.epochs], history.batch_loss)
-    steady[f"{family} {preset}"] = {**summary, "clipped_steps": history.clipped_steps,
-                                    "skipped_steps": history.skipped_steps,
-                                    "steps": len(history.batch_loss)}
+    steady[f"{family} {preset}"] = summary = metrics.steadiness(history)
     steady_rows.append([FAMILY_NAMES[family], preset, history.epochs[-1]["epoch"],
                         summary["rises"], summary["largest_rise"], summary["worst_batch"],
                         summary["worst_over_median"],
-                        f"{history.clipped_steps / len(history.batch_loss):.1%}",
-                        history.skipped_steps])
+                        f"{summary['clipped_steps'] / summary['steps']:.1%}",
+                        summary["skipped_steps"]])
 print(metrics.format_table(steady_rows, ["model", "preset", "epochs", "rises",
                                          "largest rise", "worst batch",
                                          "worst - median", "steps clipped", "skipped"]))

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from flows_src.rings import COLOURS, Standardizer, data_entropy, in_ring, ring_of
+from flows_src.training import History
 
 __all__ = ["nll", "in_band_fraction", "ring_shares", "ring_balance", "conditional_accuracy",
            "quality", "format_quality", "log_prob_grid", "format_table", "path_length_ratio",
@@ -177,26 +178,31 @@ def straightness(states: Tensor | np.ndarray, times: Tensor | np.ndarray) -> flo
     return float((steps * deviation).sum() / span)
 
 
-def steadiness(epoch_losses: list[float], batch_losses: list[float]) -> dict[str, float]:
-    """How steadily a run trained, from its history: the held-out loss of every epoch (the
-    first is before training) and the loss of every batch.
+def steadiness(history: History) -> dict[str, float]:
+    """How steadily a run trained, from its saved :class:`~flows_src.training.History`: the
+    held-out loss of every epoch (the first is before training) and the loss of every batch.
 
     Returns ``rises`` (epochs whose held-out loss is higher than the epoch before's; a
     steady descent has none), ``largest_rise`` (the largest such rise, 0 without one),
-    ``worst_batch`` (the largest batch loss) and ``worst_over_median`` (the largest batch
+    ``worst_batch`` (the largest batch loss), ``worst_over_median`` (the largest batch
     loss minus the median one: a batch far above the median is a point the model gave almost
-    no probability, and its gradient can be as far above the typical step's).
+    no probability, and its gradient can be as far above the typical step's), ``steps``,
+    and the history's ``clipped_steps`` and ``skipped_steps``.
 
     Example:
-        >>> steadiness([3.0, 2.0, 2.5, 1.5], [4.0, 2.0, 2.0, 9.0])["rises"]
+        >>> run = History(batch_loss=[4.0, 2.0, 2.0, 9.0],
+        ...               epochs=[{"loss": 3.0}, {"loss": 2.0}, {"loss": 2.5}, {"loss": 1.5}])
+        >>> steadiness(run)["rises"]
         1
     """
-    epoch_losses = np.asarray(epoch_losses, dtype=float)
-    batch_losses = np.asarray(batch_losses, dtype=float)
+    epoch_losses = np.asarray([e["loss"] for e in history.epochs], dtype=float)
+    batch_losses = np.asarray(history.batch_loss, dtype=float)
     if len(epoch_losses) < 2 or len(batch_losses) == 0:
         raise ValueError("steadiness needs the losses of at least two epochs and one batch")
     change = np.diff(epoch_losses)
     worst, median = batch_losses.max(), np.median(batch_losses)
     return {"rises": int((change > 0).sum()),
             "largest_rise": float(change.max(initial=0.0)),
-            "worst_batch": float(worst), "worst_over_median": float(worst - median)}
+            "worst_batch": float(worst), "worst_over_median": float(worst - median),
+            "steps": len(batch_losses), "clipped_steps": history.clipped_steps,
+            "skipped_steps": history.skipped_steps}

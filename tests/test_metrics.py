@@ -8,6 +8,7 @@ import torch
 
 from create_data import create_olympic_rings, create_unconditional_olympic_rings
 from flows_src import metrics
+from flows_src.training import History
 
 
 def test_real_data_is_all_in_band_and_balanced_with_itself():
@@ -49,14 +50,22 @@ def test_nll_of_the_standard_normal_is_its_entropy():
         math.log(2 * math.pi * math.e), abs=0.01)
 
 
-def test_steadiness_counts_rises_and_the_worst_batch():
-    steady = metrics.steadiness([3.0, 2.5, 2.0, 1.9], [3.0, 2.0, 2.0, 1.0])
+def run(epoch_losses, batch_losses, **counts):
+    return History(batch_loss=batch_losses, epochs=[{"loss": v} for v in epoch_losses],
+                   **counts)
+
+
+def test_steadiness_counts_rises_the_worst_batch_and_the_clipped_steps():
+    steady = metrics.steadiness(run([3.0, 2.5, 2.0, 1.9], [3.0, 2.0, 2.0, 1.0]))
     assert steady == {"rises": 0, "largest_rise": 0.0, "worst_batch": 3.0,
-                      "worst_over_median": 1.0}
-    jumpy = metrics.steadiness([3.0, 2.0, 2.3, 2.1, 2.6], [2.0, 2.0, 1000.0, 2.0, 1.0])
+                      "worst_over_median": 1.0, "steps": 4, "clipped_steps": 0,
+                      "skipped_steps": 0}
+    jumpy = metrics.steadiness(run([3.0, 2.0, 2.3, 2.1, 2.6], [2.0, 2.0, 1000.0, 2.0, 1.0],
+                                   clipped_steps=1, skipped_steps=2))
     assert jumpy["rises"] == 2
     assert jumpy["largest_rise"] == pytest.approx(0.5)
     assert jumpy["worst_batch"] == 1000.0
     assert jumpy["worst_over_median"] == pytest.approx(998.0)
+    assert (jumpy["steps"], jumpy["clipped_steps"], jumpy["skipped_steps"]) == (5, 1, 2)
     with pytest.raises(ValueError, match="two epochs"):
-        metrics.steadiness([3.0], [1.0])
+        metrics.steadiness(run([3.0], [1.0]))

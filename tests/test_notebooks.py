@@ -118,10 +118,8 @@ def test_beyond_records_how_steadily_every_model_trained(papermill_runs):
     for key, summary in steady.items():
         family, preset = key.split()
         history = presets.load_run(family, 0, papermill_runs, preset)[1]
-        assert summary == {**metrics.steadiness([e["loss"] for e in history.epochs],
-                                                history.batch_loss),
-                           "clipped_steps": history.clipped_steps,
-                           "skipped_steps": history.skipped_steps,
-                           "steps": len(history.batch_loss)}
+        assert summary == metrics.steadiness(history)  # the saved run's, not another's
         assert summary["skipped_steps"] == 0  # no step lost to a non-finite gradient
+        clips = presets.config(family, preset).max_grad_norm is not None
+        assert clips or summary["clipped_steps"] == 0
     assert (out / "beyond_steadiness.png").is_file()
