@@ -129,5 +129,23 @@ sweep: setup
 	$(PY) tools/sweep.py --seeds $(SEEDS)
 	$(MAKE) --no-print-directory submission beyond-report
 
+# make study NAME=nf-affine [TRIALS=20] [BUDGET=300] [WORKERS=2] [STORAGE=postgresql://...]
+# An Optuna study of tools/study.py (NAME: nf-affine, nf-spline, fm, cfm; `$(PY) tools/study.py
+# --list`): TRIALS trials shared among WORKERS processes, each training on one core for a
+# share of BUDGET seconds (at least one epoch), data and weights seeded with SEED; the table
+# and the plot of quality against training seconds go to runs/studies/NAME/. The default
+# storage is a journal file there; STORAGE (a database URL) lets several machines share it.
+TRIALS ?= 20
+BUDGET ?= 300
+WORKERS ?= 1
+STORAGE ?=
+.PHONY: study
+study: setup
+	@test -n "$(NAME)" || { echo "make study: give NAME=<study>, one of:"; \
+		$(PY) tools/study.py --list | grep -v '^ '; exit 2; }
+	OMP_NUM_THREADS=1 $(PY) tools/study.py --name $(NAME) --trials $(TRIALS) \
+		--budget-seconds $(BUDGET) --workers $(WORKERS) --seed $(SEED) \
+		$(if $(STORAGE),--storage "$(STORAGE)")
+
 clean:
 	rm -rf runs build

@@ -1,0 +1,77 @@
+"""tools/study.py: Optuna studies of quality against training seconds. Two worker processes
+share one local storage; the report marks the best trade-offs (the Pareto front)."""
+
+import json
+import sys
+
+import numpy as np
+import optuna
+import pytest
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "tools"))
+import study as tool  # noqa: E402
+
+#: A study small enough for seconds: 1,000 points, one epoch (a budget far below one epoch's
+#: time), a few hundred samples scored.
+TINY = ["--budget-seconds", "0.001", "--n-points", "1000", "--n-val", "200", "--n-eval", "200"]
+
+
+def test_two_workers_share_one_local_storage_and_the_report_marks_the_front(tmp_path):
+    args = ["--name", "nf-affine", "--runs-root", str(tmp_path), "--sampler-seed", "0", *TINY]
+    assert tool.main([*args, "--trials", "4", "--workers", "2"]) == 0
+
+    out = tmp_path / "studies" / "nf-affine"
+    study = optuna.load_study(study_name="nf-affine",
+                              storage=tool.storage_of(None, tmp_path, "nf-affine"))
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(study.trials) == len(trials) == 4
+    per_worker = {}
+    for t in trials:
+        per_worker.setdefault(t.user_attrs["worker"], []).append(t.number)
+        assert t.user_attrs["epochs"] == 1 and t.user_attrs["config"]["epochs"] == 1
+        assert t.values[1] == t.user_attrs["train_seconds"] > 0
+        assert t.values[0] == pytest.approx(1 - t.user_attrs["in_band"] + t.user_attrs["gap"])
+    assert sorted(map(len, per_worker.values())) == [2, 2]  # two processes, two trials each
+
+    rows = json.loads((out / "trials.json").read_text())["rows"]
+    assert sorted(r["trial"] for r in rows) == [0, 1, 2, 3]
+    assert {r["trial"] for r in rows if r["pareto"]} == {t.number for t in study.best_trials}
+    table = (out / "table.md").read_text()
+    assert table.count("\n| ") == 1 + 4  # the header and one line per trial
+    assert (out / "pareto.png").stat().st_size > 10_000
+
+    # a later command adds to the same study; --trials 0 only rebuilds the report
+    assert tool.main([*args, "--trials", "1"]) == 0
+    assert tool.main([*args, "--trials", "0"]) == 0
+    assert len(json.loads((out / "trials.json").read_text())["rows"]) == 5
+
+
+def test_pareto_front_marks_the_best_trade_offs():
+    # (shortfall, seconds), both minimized
+    points = [(1.0, 10), (0.5, 20), (0.8, 15), (0.9, 30), (0.5, 20), (0.2, 100), (0.3, 100),
+              (0.2, 120)]
+    front = tool.pareto_front(points)
+    # (0.9, 30) loses to (0.5, 20); (0.3, 100) and (0.2, 120) to (0.2, 100); equal points
+    # are both on the front
+    assert front.tolist() == [True, True, True, False, True, True, False, False]
+    assert tool.pareto_front([(3.0, 1.0)]).tolist() == [True]
+    # against the definition, on random points
+    rng = np.random.default_rng(0)
+    p = rng.integers(0, 6, size=(60, 2)).astype(float)
+    dominated = [any((q <= x).all() and (q < x).any() for q in p) for x in p]
+    assert tool.pareto_front(p).tolist() == [not d for d in dominated]
+
+
+def test_budget_sets_the_epochs_and_bad_input_stops_in_one_line(capsys):
+    assert tool.plan_epochs(10.0, 0.01, 100) == 10  # 1 s per epoch
+    assert tool.plan_epochs(10.0, 0.01, 300) == 3  # whole epochs only, within the budget
+    assert tool.plan_epochs(0.001, 0.01, 100) == 1  # at least one
+    assert tool.split(5, 2) == [3, 2] and tool.split(1, 3) == [1, 0, 0]
+    assert tool.Study("nf", "x", fixed={"no_such_field": 1}).missing_fields() == [
+        "no_such_field"]
+    assert tool.main(["--name", "nope"]) == 2
+    assert tool.main(["--name", "fm", "--workers", "0"]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 2 and "--name must be one of nf-affine" in errors[0]
+    assert "--workers must be an integer >= 1" in errors[1]
