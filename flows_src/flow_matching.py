@@ -215,7 +215,8 @@ class VelocityField(nn.Module):
                 raise ValueError(f"c must be {allowed}, got {c[bad][0].item()}")
         return self.embedding(c)
 
-    def as_velocity(self, c: Tensor | int | None = None, n: int | None = None) -> Velocity:
+    def as_velocity(self, c: Tensor | int | None = None, n: int | None = None, *,
+                    embedding: Tensor | None = None) -> Velocity:
         r"""The field as a :data:`flows_src.ode.Velocity` ``v(y, t)`` for class ``c``.
 
         The class is checked and embedded once here rather than at every solver step.
@@ -223,7 +224,19 @@ class VelocityField(nn.Module):
         Arguments:
             c: as in :meth:`forward`; an int serves any number of points.
             n: when given, ``c`` must be one int or have shape ``(n,)``.
+            embedding: instead of ``c``, a class embedding vector of the conditional model,
+                ``(1, embed_dim)``: one that no label has, e.g. a new class learned with the
+                network frozen (:func:`flows_src.steering.learn_embedding`). Gradients flow
+                into it.
         """
+        if embedding is not None:
+            size = self.config.embed_dim
+            if self.config.n_classes is None or c is not None:
+                raise ValueError("embedding is for the conditional model, in place of c")
+            if embedding.shape != (1, size):
+                raise ValueError(f"embedding must have shape (1, {size}), "
+                                 f"got {tuple(embedding.shape)}")
+            return lambda y, t: self._velocity(y, t, embedding)
         embedded = self._embed(c, n, next(self.parameters()).device)
         return lambda y, t: self._velocity(y, t, embedded)
 

@@ -8,8 +8,11 @@
 - **Conditional accuracy**: the share of class-k samples inside ring k's band.
 - **Steadiness** of training: how often and how far the held-out loss rose between epochs,
   and the worst batch against the typical one (:func:`steadiness`).
-- **Straightness** of sampled paths: length over chord (:func:`path_length_ratio`) and the
-  mean squared deviation of the velocity from the chord's (:func:`straightness`).
+- **Straightness** of sampled paths: length over chord, largest step and turning
+  (:func:`path_shape`), and the mean squared deviation of the velocity from the chord's
+  (:func:`straightness`).
+- **Distance between point clouds**: the sliced Wasserstein distance
+  (:func:`sliced_wasserstein`), e.g. of a flow's intermediate states to the data.
 """
 
 from __future__ import annotations
@@ -20,12 +23,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from flows_src.rings import COLOURS, Standardizer, data_entropy, in_ring, ring_of
+from flows_src.rings import (
+    COLOURS,
+    THICKNESS,
+    Standardizer,
+    band_distance,
+    data_entropy,
+    in_ring,
+    ring_of,
+)
 from flows_src.training import History
 
 __all__ = ["nll", "in_band_fraction", "ring_shares", "ring_balance", "conditional_accuracy",
            "quality", "format_quality", "log_prob_grid", "format_table", "path_length_ratio",
-           "straightness", "steadiness"]
+           "path_shape", "sliced_wasserstein", "straightness", "steadiness", "class_check",
+           "misses"]
 
 
 def _numpy(points: Tensor | np.ndarray) -> np.ndarray:
@@ -77,6 +89,48 @@ def conditional_accuracy(points: Tensor | np.ndarray, labels: Tensor | np.ndarra
                           for k in range(len(COLOURS))])
     return per_class, float(hit.mean())
 
+
+
+def _edge_distance(raw: np.ndarray) -> np.ndarray:
+    """``(n, 5)``: how far each raw point is outside each ring's band (0 inside it)."""
+    return np.maximum(band_distance(raw) - THICKNESS / 2, 0.0)
+
+
+def class_check(ends_raw: np.ndarray, labels: np.ndarray) -> list[dict]:
+    """Where conditional samples ended, per point: ``own`` (distance outside its own ring's
+    band, 0 inside), ``nearest_other`` (the nearest other ring) and ``other`` (the distance
+    outside that ring's band), and a ``verdict`` in words. ``ends_raw`` is ``(n, 2)`` in ring
+    coordinates, ``labels`` ``(n,)``."""
+    edge = _edge_distance(ends_raw)
+    rows = []
+    for k, row in zip(np.asarray(labels, dtype=int), edge):
+        others = [j for j in range(len(COLOURS)) if j != k]
+        nearest = min(others, key=lambda j: row[j])
+        also = [COLOURS[j] for j in others if row[j] == 0]
+        verdict = ("in its own band" if row[k] == 0 else "outside its own band") + (
+            f", also in {' and '.join(also)}'s (the bands cross)" if also else "")
+        rows.append({"own": float(row[k]), "nearest_other": int(nearest),
+                     "other": float(row[nearest]), "verdict": verdict})
+    return rows
+
+
+def misses(points: Tensor | np.ndarray, labels: Tensor | np.ndarray,
+           standardizer: Standardizer, edge: float = 0.1) -> dict:
+    """Where the class-k samples that miss ring k's band sit: ``in_other_band`` (inside
+    another ring's band; ``other_band_near_crossing`` of them also within ``edge`` of their
+    own band, i.e. where the two rings cross), ``near_edge`` (in no band, within ``edge`` of
+    their own band), ``elsewhere`` (the rest); ``total`` misses. Standardized ``(n, 2)``
+    points, labels ``(n,)``; ``edge`` in ring units (the band is 0.25 wide)."""
+    labels = _numpy(labels).astype(int)
+    distance = _edge_distance(standardizer.inverse(_numpy(points)))
+    own = distance[np.arange(len(labels)), labels]
+    missed = own > 0
+    in_other = missed & (distance == 0).any(1)
+    near = own <= edge
+    return {"total": int(missed.sum()), "in_other_band": int(in_other.sum()),
+            "other_band_near_crossing": int((in_other & near).sum()),
+            "near_edge": int((missed & ~in_other & near).sum()),
+            "elsewhere": int((missed & ~in_other & ~near).sum()), "edge": edge}
 
 
 def quality(samples: Tensor | np.ndarray, data: Tensor | np.ndarray,
@@ -143,11 +197,74 @@ def log_prob_grid(log_prob: Callable[[Tensor], Tensor], xlim: tuple[float, float
 
 def path_length_ratio(states: Tensor | np.ndarray) -> float:
     """How far from straight the paths are: for ``(k, n, 2)`` states of n points at k
-    times, the mean over points of (length of the polyline) / (distance from first to last
-    state). A straight path scores 1."""
+    times, the median over points of (length of the polyline) / (distance from first to
+    last state). A straight path scores 1. The median, not the mean: a path whose ends
+    nearly meet has a huge ratio that would swamp the others."""
+    return path_shape(states)["length_over_chord"]
+
+
+def path_shape(states: Tensor | np.ndarray) -> dict[str, float]:
+    """How the paths of ``(k, n, 2)`` states (n points at k equally spaced times) move,
+    each a median over the n paths, so that one odd path does not decide it:
+
+    - ``length_over_chord``: path length / distance between its ends (1: straight);
+    - ``largest_step_share``: the largest of the k - 1 steps as a share of the path's
+      length (``1 / (k - 1)``: the same distance in every time step; 1: all in one step);
+    - ``turning_deg``: the sum of the angles between consecutive steps, in degrees (0: one
+      direction throughout; a staircase turns 90 degrees at every corner);
+    - ``late_turning_share``: the share of that turning done in the last fifth of the time
+      (about 0.2 when a path turns equally often throughout; 0 for a path that never turns).
+
+    Compare models on the same number of equally spaced times (e.g. a flow's layers
+    against an ODE's states at ``t = layer / layers``).
+
+    Example:
+        >>> corner = np.array([[[0.0, 0.0]], [[1.0, 0.0]], [[1.0, 1.0]]])
+        >>> shape = path_shape(corner)  # one turn, half way
+        >>> [round(shape[k], 3) for k in ("length_over_chord", "largest_step_share",
+        ...                               "turning_deg", "late_turning_share")]
+        [1.414, 0.5, 90.0, 0.0]
+    """
     states = _numpy(states)
-    length = np.linalg.norm(np.diff(states, axis=0), axis=-1).sum(0)
-    return float(np.mean(length / np.linalg.norm(states[-1] - states[0], axis=-1)))
+    steps = np.diff(states, axis=0)  # (k - 1, n, 2)
+    lengths = np.linalg.norm(steps, axis=-1)
+    total = lengths.sum(0)
+    chord = np.linalg.norm(states[-1] - states[0], axis=-1)
+    headings = np.arctan2(steps[..., 1], steps[..., 0])
+    moving = lengths > 1e-9 * np.maximum(total, 1e-30)
+    turns = np.abs((np.diff(headings, axis=0) + np.pi) % (2 * np.pi) - np.pi)
+    turns = np.where(moving[1:] & moving[:-1], turns, 0.0)
+    turning = turns.sum(0)
+    # turn k happens at the state between steps k and k + 1, at time (k + 1) / (k_total - 1)
+    late = (np.arange(1, len(steps)) / len(steps) >= 0.8)[:, None]
+    late_share = np.divide((turns * late).sum(0), turning, out=np.zeros_like(turning),
+                           where=turning > 0)
+    return {"length_over_chord": float(np.median(total / chord)),
+            "largest_step_share": float(np.median(lengths.max(0) / total)),
+            "turning_deg": float(np.median(np.degrees(turning))),
+            "late_turning_share": float(np.median(late_share))}
+
+
+def sliced_wasserstein(a: Tensor | np.ndarray, b: Tensor | np.ndarray,
+                       n_directions: int = 128, seed: int = 0) -> float:
+    """The sliced 1-Wasserstein distance between two ``(n, 2)`` point clouds: the mean over
+    ``n_directions`` evenly spaced directions of the 1-D Wasserstein distance between the
+    projections (compared at 200 quantiles). 0 for equal distributions; in the units of
+    the points.
+
+    Example:
+        >>> x = np.random.default_rng(0).normal(size=(4000, 2))
+        >>> round(sliced_wasserstein(x, x + [3.0, 0.0]), 2)  # mean |3 cos(angle)|
+        1.91
+    """
+    a, b = _numpy(a), _numpy(b)
+    angles = (np.arange(n_directions) + np.random.default_rng(seed).random()) * (
+        np.pi / n_directions)
+    directions = np.column_stack([np.cos(angles), np.sin(angles)])
+    q = (np.arange(200) + 0.5) / 200
+    qa = np.quantile(a @ directions.T, q, axis=0)
+    qb = np.quantile(b @ directions.T, q, axis=0)
+    return float(np.abs(qa - qb).mean())
 
 
 def straightness(states: Tensor | np.ndarray, times: Tensor | np.ndarray) -> float:

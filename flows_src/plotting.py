@@ -1,13 +1,18 @@
 """Plots. Each function draws on an ``Axes`` it is given and returns it; saving is the
 caller's decision (:func:`finish`).
 
-Every point plot has equal aspect and labelled axes; where colour means time or class there
-is a colour bar or a legend.
+Every point plot has equal aspect and axes labelled with the space they show (data, latent,
+or a state between them); where colour means time or class there is a colour bar or a
+legend. Figures are drawn at the size they print: :data:`PRINT_STYLE` sets fonts of at least
+:data:`MIN_FONT_PT`, and :func:`print_problems` (which :func:`finish` applies) rejects a
+figure wider than the page or with smaller text, so what a notebook shows is legible on an
+A4 page.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -19,12 +24,37 @@ from flows_src.rings import CENTERS, COLOURS, PROBE_INSIDE, RADIUS, THICKNESS, S
 from flows_src.runs import atomic_write
 
 __all__ = [
-    "ring_colour", "finish", "points", "classes", "bands", "trajectories", "time_colorbar",
-    "density", "panels", "epoch_curves", "batch_losses", "probes",
+    "PRINT_STYLE", "PRINT_WIDTH_IN", "PRINT_HEIGHT_IN", "MIN_FONT_PT", "AXES", "use_print_style",
+    "print_problems", "ring_colour", "finish", "points", "classes", "bands", "trajectories",
+    "class_trajectories", "time_colorbar", "density", "panels", "same_limits", "view",
+    "epoch_curves", "loss_per_epoch", "batch_losses", "probes",
 ]
+
+#: The printable area of an A4 page with the report's margins, in inches: a figure is
+#: printed at its own size (1 inch of figure = 1 inch of paper) up to this.
+PRINT_WIDTH_IN, PRINT_HEIGHT_IN = 7.2, 5.2
+#: The smallest text a figure may hold, in points at print size.
+MIN_FONT_PT = 7.0
+#: Fonts for figures printed at their own size: nothing below :data:`MIN_FONT_PT`.
+PRINT_STYLE = {
+    "font.size": 8.0, "axes.titlesize": 8.5, "axes.labelsize": 8.0, "xtick.labelsize": 7.5,
+    "ytick.labelsize": 7.5, "legend.fontsize": 7.5, "legend.title_fontsize": 7.5,
+    "figure.titlesize": 9.5, "figure.dpi": 100, "savefig.dpi": 150,
+}
+#: Axis labels by the space a panel shows.
+AXES = {
+    "data": ("$x_1$ (standardized data)", "$x_2$ (standardized data)"),
+    "latent": ("$z_1$ (latent)", "$z_2$ (latent)"),
+    "state": ("first coordinate", "second coordinate"),
+}
 
 # matplotlib's "yellow" vanishes on white paper; the logo's yellow is closer to gold
 _DISPLAY = {"yellow": "gold"}
+
+
+def use_print_style() -> None:
+    """Apply :data:`PRINT_STYLE` to matplotlib (a notebook calls this once, at its top)."""
+    matplotlib.rcParams.update(PRINT_STYLE)
 
 
 def ring_colour(label: int) -> str:
@@ -33,81 +63,138 @@ def ring_colour(label: int) -> str:
     return _DISPLAY.get(name, name)
 
 
+def print_problems(fig: Figure) -> list[str]:
+    """What keeps ``fig`` from printing legibly at its own size: wider than
+    :data:`PRINT_WIDTH_IN` or taller than :data:`PRINT_HEIGHT_IN` (the report would shrink
+    it, and its text with it), or text smaller than :data:`MIN_FONT_PT`. Empty when fine.
+
+    The size is that of the tight bounding box, as the notebook shows and the report prints.
+    """
+    renderer = fig.canvas.get_renderer()
+    box = fig.get_tightbbox(renderer)
+    problems = []
+    if box.width > PRINT_WIDTH_IN + 0.05 or box.height > PRINT_HEIGHT_IN + 0.05:
+        problems.append(f"{box.width:.1f} x {box.height:.1f} in, larger than the page's "
+                        f"{PRINT_WIDTH_IN} x {PRINT_HEIGHT_IN} in")
+    small = sorted({round(t.get_fontsize(), 1) for t in fig.findobj(matplotlib.text.Text)
+                    if t.get_visible() and t.get_text().strip()
+                    and t.get_fontsize() < MIN_FONT_PT})
+    if small:
+        problems.append(f"text of {', '.join(map(str, small))} pt, below {MIN_FONT_PT} pt")
+    return problems
+
+
 def finish(fig: Figure, path: str | os.PathLike | None = None) -> None:
-    """Save ``fig`` to ``path`` (PNG, written atomically) and show it.
+    """Check that ``fig`` prints legibly (:func:`print_problems`), save it to ``path``
+    (PNG, written atomically) and show it.
 
     Under a non-interactive backend (a headless script) the figure is closed instead of
     shown, so a script never blocks and never warns.
     """
+    problems = print_problems(fig)
+    if problems:
+        name = f" {Path(path).name}" if path is not None else ""
+        raise ValueError(f"figure{name} would not print legibly: {'; '.join(problems)}")
     if path is not None:
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
+        atomic_write(path, lambda f: fig.savefig(f, format="png", bbox_inches="tight"))
     if matplotlib.get_backend().lower() == "agg":
         plt.close(fig)
     else:
         plt.show()
 
 
-def _frame(ax: Axes, title: str | None) -> Axes:
+def _frame(ax: Axes, title: str | None, space: str = "data") -> Axes:
     ax.set_aspect("equal")
-    ax.set_xlabel("$x_1$ (standardized)")
-    ax.set_ylabel("$x_2$ (standardized)")
+    ax.set_xlabel(AXES[space][0])
+    ax.set_ylabel(AXES[space][1])
     if title:
         ax.set_title(title)
     return ax
 
 
 def points(ax: Axes, xy: np.ndarray, *, title: str | None = None, s: float = 2,
-           color: str = "tab:blue", alpha: float = 0.6) -> Axes:
-    """Scatter ``(n, 2)`` points."""
+           color: str = "tab:blue", alpha: float = 0.6, space: str = "data") -> Axes:
+    """Scatter ``(n, 2)`` points; ``space`` names the axes (a key of :data:`AXES`)."""
     xy = np.asarray(xy)
     ax.scatter(xy[:, 0], xy[:, 1], s=s, color=color, alpha=alpha, linewidths=0)
-    return _frame(ax, title)
+    return _frame(ax, title, space)
 
 
 def classes(ax: Axes, xy: np.ndarray, labels: np.ndarray, *, title: str | None = None,
-            s: float = 2) -> Axes:
+            s: float = 2, legend: str = "upper right") -> Axes:
     """Scatter ``(n, 2)`` points coloured by ring label, with a legend of ring colours."""
     xy, labels = np.asarray(xy), np.asarray(labels)
     for k, name in enumerate(COLOURS):
         sel = labels == k
         ax.scatter(xy[sel, 0], xy[sel, 1], s=s, color=ring_colour(k), label=f"{k}: {name}",
                    linewidths=0, alpha=0.7)
-    ax.legend(markerscale=4, fontsize=7, loc="upper right", title="class", title_fontsize=7)
+    ax.legend(markerscale=4, loc=legend, title="class")
     return _frame(ax, title)
 
 
-def bands(ax: Axes, standardizer: Standardizer, *, color: str = "0.6") -> Axes:
-    """Outline each ring's band (thin grey), mapped into standardized coordinates."""
+def bands(ax: Axes, standardizer: Standardizer, *, color: str | None = "0.6",
+          lw: float = 0.5) -> Axes:
+    """Outline each ring's band, mapped into standardized coordinates: in ``color`` (thin
+    grey by default), or with ``color=None`` each ring in its own colour."""
     angle = np.linspace(0, 2 * np.pi, 200)
     unit = np.column_stack([np.cos(angle), np.sin(angle)])
-    for center in CENTERS:
+    for k, center in enumerate(CENTERS):
         for r in (RADIUS - THICKNESS / 2, RADIUS + THICKNESS / 2):
             xy = standardizer.transform(center + r * unit)
-            ax.plot(xy[:, 0], xy[:, 1], color=color, lw=0.5, zorder=0)
+            ax.plot(xy[:, 0], xy[:, 1], color=color or ring_colour(k), lw=lw, zorder=0)
     return ax
 
 
 def trajectories(ax: Axes, states: np.ndarray, times: np.ndarray, *,
                  title: str | None = None, cmap: str = "viridis", colors=None,
-                 s: float = 6) -> Axes:
-    """Draw the paths of points through time.
+                 numbered: bool = False, s: float = 6, space: str = "state") -> Axes:
+    """Draw the paths of points through time: markers coloured by time, a line per path.
 
     Arguments:
         states: ``(k, n, 2)`` positions of n points at k times.
         times: ``(k,)`` the times (layer fraction for a normalizing flow, t for an ODE).
-        colors: optional per-path line colours (e.g. a class colour); the markers along the
-            path are always coloured by time.
+        colors: per-path line colours; default: a distinct hue per path (``tab10``).
+        numbered: write each path's number beside its start and its end, so every path
+            can be followed where paths cross.
+        space: what the axes show (a key of :data:`AXES`).
     """
     states, times = np.asarray(states), np.asarray(times)
     norm = matplotlib.colors.Normalize(0.0, 1.0)
-    for j in range(states.shape[1]):
-        line_colour = "0.75" if colors is None else colors[j]
-        ax.plot(states[:, j, 0], states[:, j, 1], color=line_colour, lw=0.8, zorder=1)
+    n = states.shape[1]
+    hues = plt.get_cmap("tab10")
+    for j in range(n):
+        line_colour = hues(j % 10) if colors is None else colors[j]
+        ax.plot(states[:, j, 0], states[:, j, 1], color=line_colour, lw=1.0, zorder=1,
+                alpha=0.9)
         ax.scatter(states[:, j, 0], states[:, j, 1], c=times, cmap=cmap, norm=norm, s=s,
                    zorder=2, linewidths=0)
+        if numbered:
+            for end, weight in ((0, "normal"), (-1, "bold")):
+                ax.annotate(str(j), states[end, j], xytext=(3, 3), textcoords="offset points",
+                            fontsize=MIN_FONT_PT + 0.5, color=line_colour, weight=weight,
+                            zorder=6)
     ax.scatter(states[-1, :, 0], states[-1, :, 1], facecolors="none", edgecolors="k",
                s=40, lw=0.8, zorder=3)
-    return _frame(ax, title)
+    return _frame(ax, title, space)
+
+
+def class_trajectories(ax: Axes, states: np.ndarray, labels: np.ndarray, *,
+                       title: str | None = None) -> Axes:
+    """Paths of class-conditional samples, each whole path in its class's ring colour: a
+    hollow circle where it starts (the noise), a filled one where it ends.
+
+    Arguments:
+        states: ``(k, n, 2)`` positions of n points at k times.
+        labels: ``(n,)`` the class of each path (0..4).
+    """
+    states, labels = np.asarray(states), np.asarray(labels)
+    for j, k in enumerate(labels):
+        colour = ring_colour(int(k))
+        ax.plot(states[:, j, 0], states[:, j, 1], color=colour, lw=1.6, zorder=2,
+                label=f"{int(k)}: {COLOURS[int(k)]}")
+        ax.scatter(*states[0, j], s=36, facecolors="w", edgecolors=colour, lw=1.4, zorder=3)
+        ax.scatter(*states[-1, j], s=44, color=colour, edgecolors="k", lw=0.7, zorder=4)
+    return _frame(ax, title, "state")
 
 
 def time_colorbar(fig: Figure, ax: Axes | list[Axes], label: str = "time $t$",
@@ -123,20 +210,54 @@ def density(ax: Axes, xs: np.ndarray, ys: np.ndarray, log_p: np.ndarray, *,
     """A heat map of ``log_p`` of shape ``(len(ys), len(xs))`` over a grid; returns the
     image so the caller can add a colour bar (``vmin``/``vmax``: its range, to share one
     scale between maps)."""
-    image = ax.pcolormesh(xs, ys, log_p, cmap=cmap, vmin=vmin, vmax=vmax, shading="auto")
+    image = ax.pcolormesh(xs, ys, log_p, cmap=cmap, vmin=vmin, vmax=vmax, shading="auto",
+                          rasterized=True)
     _frame(ax, title)
     return image
 
 
-def panels(n: int, *, size: float = 3.0, cols: int | None = None) -> tuple[Figure, list[Axes]]:
-    """A row (or grid) of ``n`` equal panels."""
+def panels(n: int, *, cols: int | None = None, size: float | None = None,
+           share: bool = True, height: float | None = None) -> tuple[Figure, list[Axes]]:
+    """A row (or grid) of ``n`` panels that fits the printed page.
+
+    Arguments:
+        cols: panels per row (default: all in one row).
+        size: each panel's width in inches (default: the page's width shared by ``cols``).
+        share: one x and one y range for every panel, so panels compare at a glance.
+        height: each panel's height in inches (default: its width).
+    """
     cols = cols or n
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False,
-                             layout="constrained")
+    size = size or (PRINT_WIDTH_IN - 0.2) / cols
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, (height or size) * rows),
+                             squeeze=False, layout="constrained", sharex=share, sharey=share)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
+
+
+def view(*clouds: np.ndarray, quantile: float = 0.995, margin: float = 0.3,
+         least: tuple[float, float, float, float] | None = None
+         ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``(xlim, ylim)`` holding the central ``quantile`` of every ``(n, 2)`` cloud on each
+    axis (a few far points do not squash the rest), and at least ``least``
+    ``(x_min, x_max, y_min, y_max)``."""
+    xy = np.concatenate([np.asarray(c, dtype=float).reshape(-1, 2) for c in clouds])
+    low = np.quantile(xy, (1 - quantile) / 2, axis=0) - margin
+    high = np.quantile(xy, 1 - (1 - quantile) / 2, axis=0) + margin
+    if least is not None:
+        low = np.minimum(low, [least[0], least[2]])
+        high = np.maximum(high, [least[1], least[3]])
+    return (float(low[0]), float(high[0])), (float(low[1]), float(high[1]))
+
+
+def same_limits(axes: list[Axes], xlim: tuple[float, float], ylim: tuple[float, float]
+                ) -> list[Axes]:
+    """Give every panel the same ``xlim`` and ``ylim``."""
+    for ax in axes:
+        ax.set_xlim(*xlim)
+        ax.set_ylim(*ylim)
+    return axes
 
 
 def epoch_curves(ax: Axes, epochs: list[dict[str, float]], series: dict[str, str], *,
@@ -154,7 +275,7 @@ def epoch_curves(ax: Axes, epochs: list[dict[str, float]], series: dict[str, str
     ax.set_xlabel("epoch")
     ax.set_ylabel("nats per point")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend()
     if title:
         ax.set_title(title)
     return ax
@@ -170,7 +291,7 @@ def loss_per_epoch(ax: Axes, runs: dict[str, list[dict[str, float]]], *, key: st
                 label=label)
     ax.set(xlabel="epoch", ylabel=f"held-out {key}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend()
     if title:
         ax.set_title(title)
     return ax
@@ -191,22 +312,139 @@ def batch_losses(ax: Axes, losses: list[float] | np.ndarray, *, window: int = 20
     ax.set_xlabel("training batch")
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend()
     if title:
         ax.set_title(title)
     return ax
 
 
-def probes(ax: Axes, xy: np.ndarray, notes: list[str] | None = None) -> Axes:
+def probes(ax: Axes, xy: np.ndarray, notes: list[str] | None = None, *,
+           numbered: bool = True) -> Axes:
     """Mark the five probe points (:data:`flows_src.rings.PROBE_POINTS`, standardized,
-    ``(5, 2)``): green stars inside the logo, red outside, each with its index and an
-    optional note (e.g. its log-density)."""
+    ``(5, 2)``): green stars inside the logo, red outside, each with its index (unless
+    ``numbered`` is false) and an optional note (e.g. its log-density)."""
     xy = np.asarray(xy)
     for i, (x, y) in enumerate(xy):
         ax.scatter(x, y, marker="*", s=140, zorder=5, edgecolors="w", linewidths=0.6,
                    color="tab:green" if PROBE_INSIDE[i] else "tab:red")
-        text = f"{i}" + (f": {notes[i]}" if notes else "")
-        ax.annotate(text, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8,
+        if not numbered and not notes:
+            continue
+        text = ": ".join(([f"{i}"] if numbered else []) + ([notes[i]] if notes else []))
+        ax.annotate(text, (x, y), xytext=(5, 4), textcoords="offset points",
                     zorder=6, bbox={"boxstyle": "round,pad=0.15", "fc": "w", "alpha": 0.7,
                                     "lw": 0})
     return ax
+
+
+#: A view of the standardized data with a margin, ``(x_min, x_max, y_min, y_max)``: the
+#: least every point plot of a model shows.
+DATA_VIEW = (-2.4, 2.4, -2.4, 2.1)
+
+
+def outer_labels(axes: list[Axes], cols: int, space: str = "state") -> list[Axes]:
+    """Axis labels (of ``space``) on the outer panels of a grid only: the bottom row's x
+    label and the left column's y label; the panels' titles say what each one shows."""
+    rows = -(-len(axes) // cols)
+    for i, ax in enumerate(axes):
+        row, col = divmod(i, cols)
+        bottom = row == rows - 1 or i + cols >= len(axes)
+        ax.set_xlabel(AXES[space][0] if bottom else "")
+        ax.set_ylabel(AXES[space][1] if col == 0 else "")
+        if bottom:  # a shared x axis hides these on every row but the last
+            ax.xaxis.set_tick_params(labelbottom=True)
+    return axes
+
+
+def outside_note(clouds, xlim: tuple[float, float], ylim: tuple[float, float]) -> str:
+    """A sentence on how many points of the ``(n, 2)`` clouds fall outside the view."""
+    xy = np.concatenate([np.asarray(c, dtype=float).reshape(-1, 2) for c in clouds])
+    out = ((xy[:, 0] < xlim[0]) | (xy[:, 0] > xlim[1])
+           | (xy[:, 1] < ylim[0]) | (xy[:, 1] > ylim[1]))
+    if not out.any():
+        return f"All {len(xy):,} points lie inside the panels' common view."
+    return (f"{int(out.sum())} of {len(xy):,} points lie outside the panels' common view "
+            f"(the farthest at distance {np.linalg.norm(xy[out], axis=1).max():.1f} from the "
+            f"origin).")
+
+
+def _in_view(xy: np.ndarray, view: tuple[float, float, float, float]) -> np.ndarray:
+    return ((xy[..., 0] >= view[0]) & (xy[..., 0] <= view[1])
+            & (xy[..., 1] >= view[2]) & (xy[..., 1] <= view[3]))
+
+
+def far_note(xy: np.ndarray, name: str, view: tuple[float, float, float, float] = DATA_VIEW
+             ) -> str:
+    """A sentence giving the coordinates of the points of ``(n, 2)`` ``xy`` outside
+    ``view`` (numbered by their row), or saying that none is."""
+    xy = np.asarray(xy, dtype=float)
+    far = np.flatnonzero(~_in_view(xy, view))
+    if not len(far):
+        return f"Every {name} lies inside the zoomed view."
+    return "; ".join(f"point {i}'s {name} lies at ({xy[i, 0]:.2f}, {xy[i, 1]:.2f}), "
+                     f"{np.linalg.norm(xy[i]):.1f} from the origin" for i in far) + (
+        ", outside the zoomed view (right panel).")
+
+
+def paths_near_and_far(states: np.ndarray, times: np.ndarray, probe: np.ndarray,
+                       standardizer: Standardizer, *, title: str, label: str,
+                       others: np.ndarray | None = None, others_label: str | None = None,
+                       view: tuple[float, float, float, float] = DATA_VIEW) -> Figure:
+    """The paths of the probe points ``(k, 5, 2)`` at ``times`` ``(k,)``, numbered, over the
+    rings: a panel zoomed on the data, and when a path leaves it, a second panel with every
+    path whole (equal aspect, so a far point makes it narrow) and the zoom's frame drawn.
+    ``others`` ``(5, 2)``: points to mark with crosses (another model's ends)."""
+    states = np.asarray(states, dtype=float)
+    every = states.reshape(-1, 2) if others is None else np.concatenate(
+        [states.reshape(-1, 2), np.asarray(others, dtype=float)])
+    far = not _in_view(every, view).all()
+    lo, hi = every.min(0) - 0.5, every.max(0) + 0.5
+    if far:
+        near_w = (view[1] - view[0]) / (view[3] - view[2])
+        far_w = (hi[0] - lo[0]) / (hi[1] - lo[1])
+        fig, axes = plt.subplots(1, 2, figsize=(PRINT_WIDTH_IN - 0.3, 3.4), squeeze=False,
+                                 layout="constrained",
+                                 gridspec_kw={"width_ratios": [near_w, max(far_w, 0.25)]})
+        axes = list(axes.flat)
+    else:
+        fig, ax = plt.subplots(figsize=(5.6, 3.4), layout="constrained")
+        axes = [ax]
+    for i, ax in enumerate(axes):
+        bands(ax, standardizer)
+        trajectories(ax, states, times, numbered=True,
+                     title=title if i == 0 else "every path whole")
+        probes(ax, probe, numbered=False)
+        if others is not None:
+            ax.scatter(*np.asarray(others).T, marker="x", s=40, color="tab:purple", zorder=4,
+                       label=others_label)
+    axes[0].set(xlim=view[:2], ylim=view[2:])
+    if others is not None:
+        axes[0].legend(loc="lower left")
+    if far:
+        axes[1].set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]))
+        axes[1].add_patch(matplotlib.patches.Rectangle(
+            (view[0], view[2]), view[1] - view[0], view[3] - view[2], fill=False, ls="--",
+            color="0.3", lw=0.8))
+    time_colorbar(fig, axes, label)
+    return fig
+
+
+def bonus_figure(bonus, standardizer: Standardizer, target) -> Figure:
+    """The bonus (:class:`flows_src.steering.BonusResult`): the exact sample's trajectory
+    with the new class over time, with 30 other draws' paths faint; and where every draw
+    with the new class lands, around the target ``(1, 2)``."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(PRINT_WIDTH_IN - 0.3, 3.3),
+                                   layout="constrained", gridspec_kw={"width_ratios": [1.3, 1]})
+    target = np.asarray(target, dtype=float).reshape(2)
+    bands(ax1, standardizer)
+    paths = np.asarray(bonus.draws_paths)
+    ax1.plot(paths[:, :, 0], paths[:, :, 1], color="0.7", lw=0.5, zorder=0)
+    trajectories(ax1, np.asarray(bonus.new_path)[::10], np.asarray(bonus.new_times)[::10],
+                 title="new class: the exact sample over time (30 other draws grey)")
+    ax1.scatter(*target, marker="*", s=160, color="tab:red", zorder=5, label="(4, 5)")
+    ax1.legend(loc="lower right")
+    ends = np.asarray(bonus.draws_ends)
+    ax2.scatter(ends[:, 0], ends[:, 1], s=2, alpha=0.4, linewidths=0)
+    ax2.scatter(*target, marker="*", s=160, color="tab:red", zorder=5)
+    _frame(ax2, f"where {len(ends):,} ordinary draws land", "data")
+    time_colorbar(fig, ax1)
+    return fig

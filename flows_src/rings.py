@@ -34,11 +34,13 @@ COLOURS = ("blue", "black", "red", "yellow", "green")
 BOX = (-1.0, 5.0, -2.0, 1.0)
 
 #: Five probe points in raw coordinates for the probability questions (NF Q5, FM Q5): the
-#: first three lie on a band (tops of the blue and black rings, the green ring's lower
-#: right), the last two do not (the hole of the black ring, a point off the logo).
+#: first three lie on the middle circle of a band, away from the sampling box's clipped
+#: edges and from every other ring (the blue ring's lower left, the black ring's upper
+#: right, the green ring's lower right); the last two lie in no band (the centre of the black
+#: ring's hole, and a point beside the logo, outside the box).
 PROBE_POINTS = np.array([
-    [0.0, 1.0],
-    [2.0, 1.0],
+    [-math.sqrt(0.5), -math.sqrt(0.5)],
+    [2.5, math.sqrt(0.75)],
     [3.0 + math.sqrt(0.5), -1.0 - math.sqrt(0.5)],
     [2.0, 0.0],
     [-1.5, 1.5],
@@ -131,18 +133,24 @@ def sample_union(n_points: int, rng: np.random.Generator,
     """``(n, 2)`` raw points uniform on the union of the five bands, clipped to :data:`BOX`.
 
     Rejection sampling from the box, as the course's script does, but a whole batch of
-    candidates at a time.
+    candidates at a time; bands so thin that 100 batches do not fill the sample stop with a
+    ``ValueError`` rather than sampling for hours.
     """
     n_points = check_n_points(n_points)
     x_min, x_max, y_min, y_max = BOX
     accepted, total = [], 0
-    while total < n_points:
+    for _ in range(100):
+        if total >= n_points:
+            break
         # about 36% of the box is in a band: draw enough candidates for one pass, usually
         m = int((n_points - total) * 3.2) + 64
         cand = np.column_stack([rng.uniform(x_min, x_max, m), rng.uniform(y_min, y_max, m)])
         cand = cand[in_ring(cand, thickness).any(1)]
         accepted.append(cand)
         total += len(cand)
+    if total < n_points:
+        raise ValueError(f"bands of thickness {thickness!r} cover too little of the box: "
+                         f"{total} of {n_points} points after 100 batches of candidates")
     return np.concatenate(accepted)[:n_points]
 
 

@@ -8,7 +8,7 @@ from create_data import create_olympic_rings
 from flows_src.config import FMConfig
 from flows_src.flow_matching import VelocityField
 from flows_src.ode import solve
-from flows_src.steering import shoot, steered
+from flows_src.steering import learn_embedding, shoot, steered
 from flows_src.training import train
 
 
@@ -71,3 +71,29 @@ def test_bonus_reaches_4_5_with_a_small_trained_conditional_model():
     # the trained model itself never goes there: its nearest sample is far away
     many = model.sample(2000, c=2, dt=0.01, generator=torch.Generator().manual_seed(1)).y
     assert (many - target).norm(dim=1).min() > 1.0
+
+
+def test_a_new_class_embedding_is_learned_with_the_network_frozen():
+    points, labels, _ = create_olympic_rings(8000, verbose=False, seed=0)
+    config = FMConfig(n_points=8000, epochs=4, n_classes=5, lr=3e-3)  # the exercise's net
+    torch.manual_seed(0)
+    model = VelocityField(config)
+    train(model, (torch.as_tensor(points, dtype=torch.float32), torch.as_tensor(labels)),
+          config, progress=False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    target = torch.tensor([[4.0, 5.0]])
+    embedding, losses = learn_embedding(model, target, steps=1500,
+                                        generator=torch.Generator().manual_seed(0))
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), f"{key} changed: the network must stay frozen"
+    assert all(p.requires_grad for p in model.parameters())
+    assert embedding.shape == (1, config.embed_dim)
+    assert sum(losses[-50:]) < 0.5 * sum(losses[:50])
+    # ordinary draws sampled with the new class land far nearer the target than any class's
+    x_0 = torch.randn(500, 2, generator=torch.Generator().manual_seed(1))
+    new = solve(model.as_velocity(embedding=embedding), x_0, dt=0.02).y
+    old = min((solve(model.as_velocity(k), x_0, dt=0.02).y - target).norm(dim=1).median()
+              for k in range(5))
+    assert (new - target).norm(dim=1).median() < 0.5 * old
+    with pytest.raises(ValueError, match="shape"):
+        model.as_velocity(embedding=torch.zeros(2, config.embed_dim))
