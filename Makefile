@@ -4,10 +4,14 @@
 #                     unchanged, FORCE=1 retrains), export the scripts, build the report and
 #                     the hand-in zip
 #   make test         set up and run the tests (what CI runs)
-#   make run NB=normalizing_flow ARGS="-p seed 3"   one notebook through papermill
+#   make run NB=normalizing_flow ARGS="-p seed 3"   one notebook through papermill, its
+#                     output live; published into runs/ only when every cell succeeded
+#                     (ARGS="... --replace": over a finished run of other settings)
+#   make lab          Jupyter Lab on notebooks/, with the venv's Python as its kernel
 #   make export       notebooks/*.py -> exported/*.py
 #   make report       the PDF report from the executed notebooks of SEED (<= 12 pages)
-#   make submission   the hand-in zip (README with AUTHOR/USERNAME, code, scripts, report)
+#   make submission   the hand-in zip (README with AUTHOR/USERNAME, code, scripts, report);
+#                     refused while author.toml or AI_USE.md hold placeholders (DRAFT=1: anyway)
 #   make beyond       the strong presets (every model notebook with -p preset strong), the
 #                     beyond notebook comparing them with the exercise's, and its own PDF
 #   make bench        training-step and sampling speed: plain eager references vs ours
@@ -38,7 +42,7 @@ TRAINING := $(MODELS) beyond
 WHO = $(if $(filter command line,$(origin AUTHOR)),--author "$(AUTHOR)") \
       $(if $(filter command line,$(origin USERNAME)),--username "$(USERNAME)")
 
-.PHONY: setup test run export all notebooks clean report submission sweep bench beyond \
+.PHONY: setup test run lab export all notebooks clean report submission sweep bench beyond \
 	beyond-notebooks beyond-report
 
 $(STAMP): requirements.txt
@@ -57,15 +61,23 @@ test: setup
 run: setup
 	OMP_NUM_THREADS=1 $(PY) tools/notebooks.py run $(NB) $(ARGS)
 
+# ARGS: more options of jupyter lab, e.g. ARGS="--no-browser --port 8899"
+lab: setup
+	$(PY) tools/notebooks.py lab $(ARGS)
+
 export: setup
 	$(PY) tools/notebooks.py export
+
+# Notebooks run side by side (make -j2) would interleave their progress bars: then each
+# says only when it is done and where its outputs went.
+SIDE_BY_SIDE = $(if $(filter-out -j1,$(filter -j%,$(MAKEFLAGS))),--quiet)
 
 # One target per notebook; flow matching's Q5 reads the normalizing flow's results. Each
 # notebook trains on one thread: two run side by side on the two cores, and a second thread
 # never helped these small models.
 nb-%: setup
-	OMP_NUM_THREADS=1 $(PY) tools/notebooks.py run $* -p seed $(SEED) \
-		$(if $(and $(FORCE),$(filter $*,$(TRAINING))),-p force True)
+	OMP_NUM_THREADS=1 $(PY) tools/notebooks.py run $* -p seed $(SEED) $(SIDE_BY_SIDE) \
+		$(if $(and $(FORCE),$(filter $*,$(TRAINING))),-p force True) $(if $(FORCE),--replace)
 nb-flow_matching: nb-normalizing_flow
 
 # the same notebooks with the strong preset, into runs/<notebook>/strong/seed-<s>/.
@@ -74,7 +86,7 @@ nb-flow_matching: nb-normalizing_flow
 STRONG_ARGS_normalizing_flow := -p compile_model False
 strong-%: setup
 	OMP_NUM_THREADS=1 $(PY) tools/notebooks.py run $* -p seed $(SEED) -p preset strong \
-		$(STRONG_ARGS_$*) $(if $(FORCE),-p force True)
+		$(STRONG_ARGS_$*) $(SIDE_BY_SIDE) $(if $(FORCE),-p force True --replace)
 strong-flow_matching: strong-normalizing_flow
 
 # A spec run that make all left behind is reused (have-%), a missing one is run; make sweep
@@ -99,7 +111,7 @@ report: setup
 	$(PY) tools/report.py --seed $(SEED) $(WHO)
 
 submission: export report
-	$(PY) tools/submission.py --seed $(SEED) $(WHO)
+	$(PY) tools/submission.py --seed $(SEED) $(WHO) $(if $(DRAFT),--draft)
 
 all: setup
 	@start=$$(date +%s); \

@@ -12,9 +12,29 @@ from __future__ import annotations
 import numpy as np
 
 from flows_src import plotting
-from flows_src.rings import COLOURS, Standardizer, as_generator, sample_per_ring, sample_union
+from flows_src.rings import (
+    COLOURS,
+    RADIUS,
+    Standardizer,
+    as_generator,
+    sample_per_ring,
+    sample_union,
+)
 
 __all__ = ["create_unconditional_olympic_rings", "create_olympic_rings"]
+
+
+def _check(n_points: object, ring_thickness: object) -> int:
+    """``n_points`` as an int; a one-line ``ValueError`` naming a bad argument's range."""
+    if (isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer))
+            or n_points < 2):
+        raise ValueError(f"n_points must be an integer >= 2 (the data is standardized by its "
+                         f"own mean and std), got {n_points!r}")
+    if (isinstance(ring_thickness, bool) or not isinstance(ring_thickness, (int, float))
+            or not 0 < ring_thickness <= 2 * RADIUS):
+        raise ValueError(f"ring_thickness must be a number in (0, {2 * RADIUS:g}] (a band "
+                         f"around the unit circle), got {ring_thickness!r}")
+    return int(n_points)
 
 
 def _show(points: np.ndarray, labels: np.ndarray | None, title: str) -> None:
@@ -40,8 +60,8 @@ def create_unconditional_olympic_rings(n_points: int, ring_thickness: float = 0.
     scaled by the sample's mean and std.
 
     Arguments:
-        n_points: how many points (a positive integer).
-        ring_thickness: width of each ring's band.
+        n_points: how many points (an integer >= 2).
+        ring_thickness: width of each ring's band, in (0, 2].
         verbose: show a scatter plot of (at most 20,000 of) the points.
         seed: an int or a ``numpy.random.Generator``; the same seed gives the same array.
         return_standardizer: also return the :class:`~flows_src.rings.Standardizer` used,
@@ -52,6 +72,7 @@ def create_unconditional_olympic_rings(n_points: int, ring_thickness: float = 0.
         >>> x.shape
         (1000, 2)
     """
+    n_points = _check(n_points, ring_thickness)
     raw = sample_union(n_points, as_generator(seed), ring_thickness)
     standardizer = Standardizer.fit(raw)
     points = standardizer.transform(raw)
@@ -73,6 +94,7 @@ def create_olympic_rings(n_points: int, ring_thickness: float = 0.25, verbose: b
         in 0..4, and the map from label to ring colour; with ``return_standardizer`` the
         :class:`~flows_src.rings.Standardizer` comes fourth.
     """
+    n_points = _check(n_points, ring_thickness)
     raw, labels = sample_per_ring(n_points, as_generator(seed), ring_thickness)
     standardizer = Standardizer.fit(raw)
     points = standardizer.transform(raw)

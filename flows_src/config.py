@@ -61,8 +61,12 @@ class TrainingConfig:
         _check_int("n_val", self.n_val, 1)
         _check_int("epochs", self.epochs, 1)
         _check_int("batch_size", self.batch_size, 1)
+        if self.batch_size > self.n_points:
+            raise ValueError(f"batch_size must be <= n_points ({self.n_points}), "
+                             f"got {self.batch_size}")
         _check_int("seed", self.seed, 0)
-        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 1):
+        if isinstance(self.lr, bool) or not (isinstance(self.lr, (int, float))
+                                             and 0 < self.lr < 1):
             raise ValueError(f"lr must be a number in (0, 1), got {self.lr!r}")
         if self.max_grad_norm is not None and not (
                 isinstance(self.max_grad_norm, (int, float))

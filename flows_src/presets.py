@@ -110,14 +110,17 @@ def check_targets(family: str, result: dict) -> list[dict]:
 def config(family: str, preset: str = "spec", **fields) -> TrainingConfig:
     """The config of ``family`` under ``preset``, with ``fields`` on top.
 
-    A field given as ``0`` (an int or a float, not ``False``) or ``None`` keeps the
-    preset's value, so a notebook's parameters cell can leave ``epochs = 0`` to mean "the
-    preset's epochs"; ``seed`` is always taken as given. (So ``max_grad_norm=None`` does
-    not switch the strong flow's clip off: ``dataclasses.replace`` the config for that.)
+    A field given as ``None`` keeps the preset's value, so a notebook's parameters cell can
+    say ``epochs = None`` for "the preset's epochs"; every other value is taken as given and
+    checked by the config class (``epochs=0`` is an error, not a default). (So
+    ``max_grad_norm=None`` does not switch the strong flow's clip off:
+    ``dataclasses.replace`` the config for that.)
 
     Example:
-        >>> config("nf", "spec", seed=3, epochs=0).epochs
+        >>> config("nf", "spec", seed=3, epochs=None).epochs
         20
+        >>> config("nf", "strong", epochs=3).epochs
+        3
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(map(repr, FAMILIES))}, "
@@ -159,12 +162,8 @@ def load_run(family: str, seed: int, runs_root: str | os.PathLike = "runs",
 
 
 def _given(fields: dict) -> dict:
-    """``fields`` less those that keep the preset's value (0 or ``None``; never ``seed``)."""
-    def unset(value: object) -> bool:
-        return value is None or (isinstance(value, (int, float))
-                                 and not isinstance(value, bool) and value == 0)
-
-    return {key: value for key, value in fields.items() if key == "seed" or not unset(value)}
+    """``fields`` less those that keep the preset's value (``None``; never ``seed``)."""
+    return {key: value for key, value in fields.items() if key == "seed" or value is not None}
 
 
 def evaluate(model: nn.Module, x_val: Tensor, standardizer: Standardizer, *,

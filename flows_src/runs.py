@@ -4,23 +4,47 @@ Everything a notebook produces lands in ``<runs_root>/<notebook>/seed-<seed>/`` 
 preset other than the exercise's, ``<runs_root>/<notebook>/<preset>/seed-<seed>/``): figures,
 ``metrics.json``, checkpoints. Files are written to a temporary name in the same folder
 and renamed into place, so a reader sees the old file or the new one, never half of one.
+
+A whole run is published the same way when the tooling executes a notebook
+(``tools/notebooks.py``, ``make run``): it names the run folder's in-progress twin,
+``<run folder>.in-progress``, in the environment variable :data:`STAGING_ENV`, and
+:func:`run_dir` hands the notebook that twin to write into; the tool renames it into place
+only when every cell has succeeded, so a failed or killed run leaves the finished one as it
+was. Reads of other notebooks' results (:func:`run_file`) always see finished runs.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
+import pickle
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
 
-__all__ = ["PROJECT_ROOT", "run_dir", "atomic_write", "write_json", "read_json", "save_torch",
-           "load_torch", "run_file", "run_metrics"]
+__all__ = ["PROJECT_ROOT", "STAGING_ENV", "run_dir", "staging_dir", "atomic_write",
+           "write_json", "read_json", "save_torch", "load_torch", "CheckpointError",
+           "run_file", "run_metrics"]
 
 #: The folder holding ``flows_src/``, ``notebooks/`` and ``runs/``.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+#: Names the in-progress folder (:func:`staging_dir`) that the running notebook writes into.
+STAGING_ENV = "FLOWS_LAB_STAGING"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be loaded: named, with what to do, in one line."""
+
+
+def staging_dir(path: str | os.PathLike) -> Path:
+    """The in-progress twin of run folder ``path``: ``<path>.in-progress`` beside it."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.in-progress")
 
 
 def run_dir(notebook: str, seed: int, runs_root: str | os.PathLike = "runs",
@@ -29,7 +53,20 @@ def run_dir(notebook: str, seed: int, runs_root: str | os.PathLike = "runs",
     ``<runs_root>/<notebook>/seed-<seed>`` for the exercise's settings, and
     ``<runs_root>/<notebook>/<preset>/seed-<seed>`` for another preset
     (:mod:`flows_src.presets`). A relative ``runs_root`` is taken from the project root, so
-    the answer does not depend on the working directory."""
+    the answer does not depend on the working directory.
+
+    ``create=True`` asks for the folder this run writes into: while the tooling executes
+    the notebook (:data:`STAGING_ENV` names this folder's :func:`staging_dir`), that is the
+    in-progress twin, published under the folder's name once the whole run succeeded.
+    """
+    if not str(runs_root).strip():
+        raise ValueError("runs_root must name a folder (default 'runs'), got ''")
+    for name, value in (("notebook", notebook), ("preset", preset)):
+        if not isinstance(value, str) or not value.strip() or value[0] == "." or any(
+                c in value for c in "/\\"):
+            raise ValueError(f"{name} must be a plain folder name, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     root = Path(runs_root)
     if not root.is_absolute():
         root = PROJECT_ROOT / root
@@ -38,6 +75,9 @@ def run_dir(notebook: str, seed: int, runs_root: str | os.PathLike = "runs",
         path = path / preset
     path = path / f"seed-{seed}"
     if create:
+        staging = staging_dir(path)
+        if os.environ.get(STAGING_ENV) == str(staging):
+            path = staging
         path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -111,5 +151,20 @@ def save_torch(obj, path: str | os.PathLike) -> Path:
 
 
 def load_torch(path: str | os.PathLike):
-    """``torch.load`` with ``weights_only=True``: a checkpoint is data, never code."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """``torch.load`` with ``weights_only=True``: a checkpoint is data, never code.
+
+    A file that does not load that way (truncated, corrupt, or not written by
+    :func:`save_torch`) raises :class:`CheckpointError` naming it; the unsafe way of
+    loading is never the fix, writing the checkpoint again is.
+    """
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols it then refuses
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(error).__name__}: truncated, corrupt "
+            "or not written by this project); delete it, or retrain with force "
+            "(-p force True, or --force True for a script)") from None

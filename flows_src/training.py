@@ -4,7 +4,8 @@ The loop knows neither model family by name. It shuffles in-memory tensors itsel
 DataLoader: the data is a few MB), steps Adam with a cosine-annealed learning rate, records
 the loss of every batch and a validation summary per epoch, and writes a checkpoint after
 every epoch, atomically. A loss that stops being finite ends training with the epoch and
-step, and the last good checkpoint stays on disk.
+step, and the last good checkpoint stays on disk; an interrupted one (Ctrl-C) says in one
+line what it left.
 
 Checkpoints of an unfinished run go to ``<name>.in-progress.pt`` and become ``<name>.pt``
 only when the last epoch is done, so an interrupted run never replaces a finished one.
@@ -30,10 +31,10 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from flows_src.config import TrainingConfig
-from flows_src.runs import load_torch, save_torch
+from flows_src.runs import CheckpointError, load_torch, save_torch
 
 __all__ = ["History", "NonFiniteLossError", "TrainingStep", "train", "train_or_load",
-           "load_checkpoint", "fingerprint", "evaluate_in_chunks", "validation"]
+           "load_checkpoint", "read_checkpoint", "fingerprint", "evaluate_in_chunks", "validation"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -254,43 +255,74 @@ def train(model: nn.Module, data: tuple[Tensor, ...], config: TrainingConfig, *,
     record(0, 0.0)
     bar = tqdm(total=total_steps, disable=not progress, mininterval=2.0, file=sys.stderr,
                desc=type(model).__name__)
-    for epoch in range(1, config.epochs + 1):
-        start = time.perf_counter()
-        perm = torch.randperm(n, generator=order)
-        for step in range(steps_per_epoch):
-            idx = perm[step * config.batch_size:(step + 1) * config.batch_size]
-            batch = [d[idx] for d in data]
-            t0 = time.perf_counter()
-            value = train_step(*batch)
-            if not history.batch_loss:
-                history.first_step_seconds = time.perf_counter() - t0
-                history.compiled = train_step.compiled
-            if not math.isfinite(value):
-                bar.close()
-                kept = f"; last good checkpoint kept: {partial}" if epoch > 1 and partial else ""
-                raise NonFiniteLossError(
-                    f"loss became {value} at epoch {epoch}, step {step + 1}{kept}")
-            history.batch_loss.append(value)
-            history.clipped_steps = train_step.clipped
-            history.skipped_steps = train_step.skipped
-            bar.update()
-            if step % 200 == 0:
-                bar.set_postfix(epoch=epoch, loss=f"{value:.3f}", refresh=False)
-        record(epoch, time.perf_counter() - start)
-        if partial is not None:
-            save_torch(_checkpoint(model, config, history, print_, extra), partial)
+    try:
+        for epoch in range(1, config.epochs + 1):
+            start = time.perf_counter()
+            perm = torch.randperm(n, generator=order)
+            for step in range(steps_per_epoch):
+                idx = perm[step * config.batch_size:(step + 1) * config.batch_size]
+                batch = [d[idx] for d in data]
+                t0 = time.perf_counter()
+                value = train_step(*batch)
+                if not history.batch_loss:
+                    history.first_step_seconds = time.perf_counter() - t0
+                    history.compiled = train_step.compiled
+                if not math.isfinite(value):
+                    bar.close()
+                    kept = (f"; last good checkpoint kept: {partial}" if epoch > 1 and partial
+                            else "")
+                    raise NonFiniteLossError(
+                        f"loss became {value} at epoch {epoch}, step {step + 1}{kept}")
+                history.batch_loss.append(value)
+                history.clipped_steps = train_step.clipped
+                history.skipped_steps = train_step.skipped
+                bar.update()
+                if step % 200 == 0:
+                    bar.set_postfix(epoch=epoch, loss=f"{value:.3f}", refresh=False)
+            record(epoch, time.perf_counter() - start)
+            if partial is not None:
+                save_torch(_checkpoint(model, config, history, print_, extra), partial)
+    except KeyboardInterrupt:
+        bar.close()
+        raise KeyboardInterrupt(_interrupted(history, config, checkpoint, partial)) from None
     bar.close()
     if partial is not None:
         os.replace(partial, checkpoint)
     return history
 
 
+def _interrupted(history: History, config: TrainingConfig, checkpoint: str | Path | None,
+                 partial: Path | None) -> str:
+    """What an interrupted :func:`train` leaves on disk, in one line."""
+    done = len(history.epochs) - 1
+    kept = (f"{checkpoint} is unchanged" if checkpoint is not None and Path(checkpoint).exists()
+            else "no finished checkpoint was written")
+    state = f"; epoch {done}'s state is in {partial}" if done and partial is not None else ""
+    return f"training stopped in epoch {done + 1} of {config.epochs}: {kept}{state}"
+
+
+_KEYS = ("model", "config", "fingerprint", "state_dict", "history", "extra")
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The dict :func:`train` saved at ``path`` (model name, config, fingerprint, weights,
+    history, extra); any other file is a :class:`~flows_src.runs.CheckpointError`."""
+    saved = load_torch(path)
+    missing = [key for key in _KEYS if key not in saved] if isinstance(saved, dict) else _KEYS
+    if missing:
+        raise CheckpointError(f"checkpoint {path} was not written by flows_src.training "
+                              f"(no {', '.join(missing)}); delete it, or retrain with force "
+                              "(-p force True, or --force True for a script)")
+    return saved
+
+
 def load_checkpoint(model: nn.Module, path: str | Path) -> tuple[History, dict]:
     """Load weights saved by :func:`train` into ``model``; return its history and extra.
 
-    A checkpoint made for another architecture stops with one line saying so.
+    A checkpoint made for another architecture, or a file that is not a checkpoint of
+    :func:`train` (truncated, corrupt, foreign), stops with one line saying so.
     """
-    saved = load_torch(path)
+    saved = read_checkpoint(path)
     if saved["model"] != type(model).__qualname__:
         raise ValueError(f"checkpoint {path} holds a {saved['model']}, not a "
                          f"{type(model).__qualname__}")
@@ -309,7 +341,7 @@ def train_or_load(model: nn.Module, data: tuple[Tensor, ...], config: TrainingCo
     :func:`fingerprint`); otherwise (or with ``force``) train and write it."""
     path = Path(checkpoint)
     if path.exists() and not force:
-        saved = load_torch(path)
-        if saved.get("fingerprint") == fingerprint(model, config):
+        saved = read_checkpoint(path)
+        if saved["fingerprint"] == fingerprint(model, config):
             return load_checkpoint(model, path)[0]
     return train(model, data, config, checkpoint=path, **kwargs)

@@ -38,9 +38,13 @@ from flows_src import metrics, plotting, presets, rings
 from flows_src.config import FMConfig
 from flows_src.flow_matching import VelocityField
 from flows_src.ode import METHODS, log_prob, nfe_sweep
+from flows_src.parameters import check_parameters
 from flows_src.runs import run_dir, write_json
 from flows_src.training import train_or_load, validation
 
+check_parameters(seed=seed, n_points=n_points, n_val=n_val, n_eval=n_eval, n_nll=n_nll,
+                 n_show=n_show, grid_resolution=grid_resolution, ladder_epochs=ladder_epochs,
+                 ot_epochs=ot_epochs, batch_size=batch_size)
 out = run_dir("beyond", seed, runs_root)
 FAMILY_NAMES = {"nf": "normalizing flow", "fm": "flow matching",
                 "cfm": "conditional flow matching"}

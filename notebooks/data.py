@@ -20,8 +20,10 @@ import numpy as np
 
 from create_data import create_olympic_rings, create_unconditional_olympic_rings
 from flows_src import plotting, rings
+from flows_src.parameters import check_parameters
 from flows_src.runs import run_dir, write_json
 
+check_parameters(seed=seed, n_points=n_points)
 out = run_dir("data", seed, runs_root)
 
 # %% [markdown]

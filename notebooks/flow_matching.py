@@ -16,11 +16,11 @@
 # %% tags=["parameters"]
 seed = 0
 preset = "spec"  # "spec": the exercise's settings; "strong": flows_src/presets.py
-epochs = 0  # 0: the preset's (spec: 20)
+epochs = None  # None: the preset's (spec: 20)
 n_points = 250_000
 n_val = 10_000
-batch_size = 0  # 0: the preset's (spec: 128)
-lr = 0.0  # 0: the preset's (spec: 1e-3)
+batch_size = None  # None: the preset's (spec: 128)
+lr = None  # None: the preset's (spec: 1e-3)
 dt = 0.001
 compile_model = False
 n_eval = 10_000
@@ -40,11 +40,13 @@ import torch
 from create_data import create_unconditional_olympic_rings
 from flows_src import metrics, plotting, presets, rings
 from flows_src.flow_matching import VelocityField
+from flows_src.parameters import check_parameters
 from flows_src.runs import run_dir, run_metrics, write_json
 from flows_src.training import train_or_load, validation
 
 config = presets.config("fm", preset, n_points=n_points, n_val=n_val, epochs=epochs,
                         batch_size=batch_size, lr=lr, seed=seed, compile=compile_model, dt=dt)
+check_parameters(n_eval=n_eval, n_nll=n_nll, nll_dt=nll_dt)
 out = run_dir("flow_matching", seed, runs_root, preset)
 print(f"preset {preset!r}: {config}")
 

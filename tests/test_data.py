@@ -66,11 +66,35 @@ def test_same_seed_same_array_other_seed_other_array():
                                   create_olympic_rings(500, verbose=False, seed=g2)[0])
 
 
-@pytest.mark.parametrize("bad", [0, -5, 2.5, "10", True, None])
+@pytest.mark.parametrize("bad", [0, -5, 1, 2.5, "10", True, None])
 @pytest.mark.parametrize("fn", [create_unconditional_olympic_rings, create_olympic_rings])
 def test_bad_n_points_is_a_clear_value_error(fn, bad):
-    with pytest.raises(ValueError, match="n_points must be a positive integer"):
+    # one point has no spread to standardize by: it would come back as NaN
+    with pytest.raises(ValueError, match=r"^n_points must be an integer >= 2 .*got"):
         fn(bad, verbose=False, seed=0)
+
+
+@pytest.mark.parametrize("bad", [0, -0.25, 2.5, float("nan"), float("inf"), "0.25", None])
+@pytest.mark.parametrize("fn", [create_unconditional_olympic_rings, create_olympic_rings])
+def test_bad_ring_thickness_is_a_clear_value_error_not_a_hang(fn, bad):
+    with pytest.raises(ValueError, match=r"^ring_thickness must be a number in \(0, 2\]"):
+        fn(100, ring_thickness=bad, verbose=False, seed=0)
+
+
+def test_two_points_and_thin_or_wide_bands_work():
+    assert np.isfinite(create_unconditional_olympic_rings(np.int64(2), verbose=False,
+                                                          seed=0)).all()
+    assert np.isfinite(create_olympic_rings(2, verbose=False, seed=0)[0]).all()
+    for thickness in (0.02, 2):
+        x, standardizer = create_unconditional_olympic_rings(
+            500, ring_thickness=thickness, verbose=False, seed=0, return_standardizer=True)
+        assert rings.in_ring(standardizer.inverse(x), thickness).any(1).all()
+
+
+def test_the_rejection_sampler_is_bounded():
+    # a band so thin that almost no candidate lands in it stops, rather than sampling on
+    with pytest.raises(ValueError, match=r"cover too little of the box: \d+ of 100 points"):
+        rings.sample_union(100, np.random.default_rng(0), 1e-9)
 
 
 def test_verbose_plots_without_blocking_headless(monkeypatch):

@@ -21,13 +21,20 @@ def test_spec_is_the_config_defaults():
     assert presets.config("cfm") == FMConfig(n_classes=5)
 
 
-def test_zero_keeps_the_presets_value_and_seed_is_always_taken():
+def test_none_keeps_the_presets_value_zero_is_an_error_and_seed_is_always_taken():
     strong = presets.config("fm", "strong")
-    again = presets.config("fm", "strong", epochs=0, lr=0.0, batch_size=0, seed=0)
+    again = presets.config("fm", "strong", epochs=None, lr=None, batch_size=None, seed=0)
     assert again == strong
     assert presets.config("fm", "strong", epochs=3, seed=5).epochs == 3
     assert presets.config("nf", "spec", seed=5).seed == 5
     assert presets.config("nf", "spec", compile=False).compile is False
+    # 0 is a value like any other, not "the preset's": Delta t = 0 is refused, not replaced
+    for field, range_ in (("dt", r"a number in \(0, 1\]"), ("epochs", "an integer >= 1"),
+                          ("lr", r"a number in \(0, 1\)")):
+        with pytest.raises(ValueError, match=f"^{field} must be {range_}, got 0"):
+            presets.config("fm", "spec", **{field: 0})
+    with pytest.raises(ValueError, match="^seed must be"):
+        presets.config("nf", "spec", seed=None)
 
 
 def test_unknown_family_or_preset_is_one_line():

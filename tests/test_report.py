@@ -11,6 +11,7 @@ import sysconfig
 import unicodedata
 import zipfile
 
+import nbformat
 import pytest
 from conftest import ORDER, ROOT, RUNS, TINY
 from pypdf import PdfReader
@@ -52,7 +53,9 @@ def built(request, tmp_path_factory):
             tool.run(name, pairs, quiet=True)
     pdf = report.build(root, seed=0, author=AUTHOR, quiet=True)
     # exported/'s freshness has its own tests (here and in test_notebooks.py)
-    archive = submission.build(root, seed=0, author=AUTHOR, quiet=True, check_scripts=False)
+    # AI_USE.md holds the author's placeholder until they write it: a draft
+    archive = submission.build(root, seed=0, author=AUTHOR, quiet=True, check_scripts=False,
+                               draft=True)
     return root, pdf, archive
 
 
@@ -129,7 +132,7 @@ def test_zip_holds_the_report_the_code_and_no_notebook(built):
 def test_zip_is_deterministic(built, tmp_path):
     root, _, archive = built
     again = submission.build(root, seed=0, author=AUTHOR, out=tmp_path / "again.zip",
-                             quiet=True, check_scripts=False)
+                             quiet=True, check_scripts=False, draft=True)
     assert again.read_bytes() == archive.read_bytes()
 
 
@@ -212,3 +215,67 @@ def test_beyond_has_its_own_pdf_outside_the_hand_in(built, pages, tmp_path):
                     "Straighter paths"):
         assert _words(heading) in text, heading
     assert "spec against strong" not in _words(" ".join(pages))  # not in the hand-in
+
+
+def _copy_runs(root, target):
+    """The executed notebooks of ``root``'s seed-0 runs of the hand-in's notebooks, and its
+    report, copied under ``target``."""
+    for name in report.HANDIN:
+        folder = target / name / "seed-0"
+        folder.mkdir(parents=True)
+        source = root / name / "seed-0" / f"{name}.ipynb"
+        (folder / source.name).write_bytes(source.read_bytes())
+    (target / "report" / "seed-0").mkdir(parents=True)
+    pdf = root / "report" / "seed-0" / "report.pdf"
+    (target / "report" / "seed-0" / "report.pdf").write_bytes(pdf.read_bytes())
+    return target
+
+
+@pytest.mark.parametrize("fault, needle", [
+    ("error", r"holds an error in cell \d+: ValueError: lr must be a number in \(0, 1\)"),
+    ("unfinished", r"is unfinished \(a cell is pending\)"),
+    ("not papermill", r"was not executed by papermill"),
+])
+def test_report_and_submission_refuse_a_notebook_holding_an_error(fault, needle, built,
+                                                                  tmp_path):
+    runs = _copy_runs(built[0], tmp_path / "runs")
+    path = runs / "normalizing_flow" / "seed-0" / "normalizing_flow.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    if fault == "error":  # what papermill leaves when a cell raises
+        code[3].outputs.append(nbformat.v4.new_output(
+            "error", ename="ValueError", evalue="lr must be a number in (0, 1), got -1.0",
+            traceback=["Traceback ..."]))
+    elif fault == "unfinished":  # what papermill has written while a run is under way
+        code[-1].metadata["papermill"]["status"] = "pending"
+    else:
+        del nb.metadata["papermill"]
+    nbformat.write(nb, path)
+    expected = re.escape(str(path)) + " " + needle
+    with pytest.raises(report.ReportError, match=expected):
+        report.build(runs, seed=0, author=AUTHOR, quiet=True)
+    assert not (runs / "report" / "seed-0" / "report.html").exists()  # refused before rendering
+    with pytest.raises(report.ReportError, match=expected):
+        submission.build(runs, seed=0, author=AUTHOR, quiet=True, check_scripts=False,
+                         draft=True)
+    assert not (runs / "submission").exists()
+
+
+def test_submission_refuses_placeholders_unless_a_draft_is_asked_for(built, tmp_path,
+                                                                     monkeypatch, capsys):
+    root = built[0]
+    monkeypatch.setattr(report, "ai_statement", lambda: f"# Use\n{report.PLACEHOLDER_AI_USE}\n")
+    with pytest.raises(report.ReportError, match=r"^not ready to hand in: AI_USE.md still "
+                       r"holds the placeholder .*make submission DRAFT=1, or --draft\)$"):
+        submission.build(root, seed=0, author=AUTHOR, out=tmp_path / "x.zip",
+                         check_scripts=False)
+    assert not (tmp_path / "x.zip").exists()
+    placeholder = report.Author(**report.PLACEHOLDER_AUTHOR)
+    with pytest.raises(report.ReportError, match="placeholder author"):
+        submission.check_placeholders(placeholder, draft=False, quiet=True)
+    submission.build(root, seed=0, author=AUTHOR, out=tmp_path / "x.zip",
+                     check_scripts=False, draft=True)
+    assert (tmp_path / "x.zip").is_file()
+    assert "warning (draft): AI_USE.md still holds" in capsys.readouterr().err
+    monkeypatch.setattr(report, "ai_statement", lambda: "# Use\nI used no tool.\n")
+    submission.check_placeholders(AUTHOR, draft=False, quiet=True)  # a real statement passes

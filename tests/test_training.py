@@ -4,12 +4,15 @@ checkpoint of another architecture in one line."""
 
 import dataclasses
 import math
+import pickle
+import re
 
 import pytest
 import torch
 from torch import nn
 
 from flows_src.config import TrainingConfig
+from flows_src.runs import CheckpointError, save_torch
 from flows_src.training import (
     NonFiniteLossError,
     TrainingStep,
@@ -23,14 +26,18 @@ from flows_src.training import (
 class Regression(nn.Module):
     """Least squares y ~ w x + b: a model with the trainer's ``loss`` protocol."""
 
-    def __init__(self, width: int = 1, nan_after: int | None = None):
+    def __init__(self, width: int = 1, nan_after: int | None = None,
+                 interrupt_after: int | None = None):
         super().__init__()
         self.linear = nn.Linear(width, 1)
         self.nan_after = nan_after
+        self.interrupt_after = interrupt_after  # Ctrl-C arrives during that call
         self.calls = 0
 
     def loss(self, x, y):
         self.calls += 1
+        if self.interrupt_after is not None and self.calls > self.interrupt_after:
+            raise KeyboardInterrupt
         loss = ((self.linear(x).squeeze(-1) - y) ** 2).mean()
         if self.nan_after is not None and self.calls > self.nan_after:
             loss = loss * float("nan")
@@ -143,7 +150,8 @@ def test_batch_larger_than_data_is_a_clear_error():
 
 
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("n_points", -1), ("lr", 0.0),
-                                          ("batch_size", 2.5), ("seed", -1),
+                                          ("lr", True), ("batch_size", 2.5),
+                                          ("batch_size", 4096), ("seed", -1),
                                           ("max_grad_norm", 0.0), ("max_grad_norm", True)])
 def test_config_rejects_out_of_range_values(field, value):
     with pytest.raises(ValueError, match=f"^{field} must be"):
@@ -225,3 +233,55 @@ def test_a_failing_compiler_falls_back_to_eager(monkeypatch):
                         progress=False)
     assert not history.compiled
     assert torch.equal(model.linear.weight, eager.linear.weight)
+
+
+def test_ctrl_c_says_in_one_line_what_training_left(tmp_path):
+    x, y = data()
+    path = tmp_path / "model.pt"
+    train(fresh(), (x, y), CONFIG, checkpoint=path, progress=False)
+    finished = path.read_bytes()
+    steps = 2048 // 32
+    with pytest.raises(KeyboardInterrupt) as error:  # in epoch 2 of 3
+        train(fresh(interrupt_after=steps + 5), (x, y), dataclasses.replace(CONFIG, seed=7),
+              checkpoint=path, progress=False)
+    partial = tmp_path / "model.in-progress.pt"
+    assert str(error.value) == (f"training stopped in epoch 2 of 3: {path} is unchanged; "
+                                f"epoch 1's state is in {partial}")
+    assert path.read_bytes() == finished
+    assert len(load_checkpoint(fresh(), partial)[0].epochs) == 2  # epochs 0 and 1
+    with pytest.raises(KeyboardInterrupt, match="^training stopped in epoch 1 of 3: no "
+                       "finished checkpoint was written$"):
+        train(fresh(interrupt_after=3), (x, y), CONFIG, checkpoint=tmp_path / "new.pt",
+              progress=False)
+
+
+@pytest.mark.parametrize("content", [
+    "truncated", "random bytes", "empty", "a plain pickle", "tensors, not a training run"])
+def test_an_unreadable_checkpoint_is_one_line_naming_it_and_the_fix(content, tmp_path):
+    path = tmp_path / "model.pt"
+    train(fresh(), (*data(),), dataclasses.replace(CONFIG, epochs=1), checkpoint=path,
+          progress=False)
+    good = path.read_bytes()
+    if content == "truncated":
+        path.write_bytes(good[:len(good) // 2])
+    elif content == "random bytes":
+        path.write_bytes(torch.randint(0, 256, (3000,), dtype=torch.uint8,
+                                       generator=torch.Generator().manual_seed(0)).numpy()
+                         .tobytes())
+    elif content == "empty":
+        path.write_bytes(b"")
+    elif content == "a plain pickle":
+        path.write_bytes(pickle.dumps({"model": "Regression"}))
+    else:
+        save_torch({"weight": torch.ones(3)}, path)
+    for load in (lambda: load_checkpoint(fresh(), path),
+                 lambda: train_or_load(fresh(), data(), CONFIG, checkpoint=path,
+                                       progress=False)):
+        with pytest.raises(CheckpointError, match=f"^checkpoint {re.escape(str(path))} ") as error:
+            load()
+        message = str(error.value)
+        assert "\n" not in message and "-p force True" in message
+        assert "weights_only" not in message  # never the unsafe way out
+    # retraining with force replaces it
+    train_or_load(fresh(), data(), CONFIG, checkpoint=path, force=True, progress=False)
+    load_checkpoint(fresh(), path)

@@ -232,6 +232,45 @@ def executed_notebook(runs_root: Path, name: str, seed: int) -> Path:
     return path
 
 
+def unfinished(nb) -> str | None:
+    """Why executed notebook ``nb`` is not a finished run (papermill ran every cell, none
+    raised), or ``None`` when it is one."""
+    run = nb.metadata.get("papermill")
+    if not run:
+        return "was not executed by papermill"
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                first = (str(output.get("evalue", "")).strip().splitlines() or [""])[0]
+                return (f"holds an error in cell {cell.get('execution_count')}: "
+                        f"{output.get('ename')}: {first}")
+        status = cell.metadata.get("papermill", {}).get("status")
+        if status != "completed":
+            return f"is unfinished (a cell is {status or 'not run'})"
+    if run.get("exception") or not run.get("end_time"):
+        return "is unfinished (papermill recorded no successful end)"
+    return None
+
+
+def load_executed(runs_root: Path, name: str, seed: int):
+    """The executed notebook of ``name``'s run with ``seed``; one that papermill did not
+    finish, or that holds an error, is refused with one line naming it."""
+    path = executed_notebook(runs_root, name, seed)
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same answer
+        raise ReportError(f"{path} is not a readable notebook ({type(error).__name__}): run "
+                          f"the {name} notebook again (make run NB={name} ARGS='-p seed "
+                          f"{seed}')") from None
+    problem = unfinished(nb)
+    if problem:
+        raise ReportError(f"{path} {problem}: run the {name} notebook again (make run "
+                          f"NB={name} ARGS='-p seed {seed}')")
+    return nb
+
+
 def report_path(runs_root: str | os.PathLike, seed: int) -> Path:
     return resolve_root(runs_root) / "report" / f"seed-{seed}" / "report.pdf"
 
@@ -605,7 +644,7 @@ def build(runs_root: str | os.PathLike = "runs", seed: int = 0,
         n for n in notebook_order() if n not in NOT_IN_REPORT]
     if not names:
         raise ReportError("no notebooks to report on")
-    executed = {n: nbformat.read(executed_notebook(root, n, seed), as_version=4) for n in names}
+    executed = {n: load_executed(root, n, seed) for n in names}
     author = author or load_author()
     statement = ai_statement()
     if not quiet:

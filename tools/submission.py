@@ -1,15 +1,17 @@
 """The hand-in zip (Sec. 5.2.3): report, code, README with the author's name and username.
 
     python tools/submission.py [--seed S] [--runs-root DIR] [--author NAME] [--username USER]
-                               [--out ZIP]
+                               [--out ZIP] [--draft]
 
 Writes ``<runs_root>/submission/<username>-ex2.zip`` (atomically) holding, at its root:
 ``README.md`` (generated: author, contents, how to re-run), ``report.pdf`` (the report of
 seed S, built by ``tools/report.py``), ``AI_USE.md``, ``requirements.txt`` (the pins of the
 shipped libraries only), ``create_data.py``, ``flows_src/`` and ``exported/`` -- no notebook.
 Entries are sorted and time-stamped alike, so the same inputs give the same zip. It stops with
-one line when the report is missing, stale, too long or names another author, or when
-``exported/`` is out of date with the notebooks.
+one line when the report is missing, stale, too long or names another author, when an
+executed notebook it was made from holds an error or is unfinished, when ``exported/`` is out
+of date with the notebooks, or when ``author.toml`` or ``AI_USE.md`` still holds its
+placeholder (``--draft`` builds the zip anyway, with a warning).
 """
 
 from __future__ import annotations
@@ -148,9 +150,11 @@ def check_report(pdf: Path, author: Author, runs_root: Path, seed: int) -> None:
     if author.username not in first:
         raise ReportError(f"{pdf} names another author: rebuild it (make report with the same "
                           "AUTHOR= and USERNAME=)")
+    names = [n for n in report.notebook_order() if n not in report.NOT_IN_REPORT]
+    for name in names:  # a run that failed or is unfinished is no answer to hand in
+        report.load_executed(runs_root, name, seed)
     inputs = [report.AI_USE_FILE] + [
-        p for n in report.notebook_order() if n not in report.NOT_IN_REPORT
-        for p in [runs_root / n / f"seed-{seed}" / f"{n}.ipynb"] if p.is_file()]
+        p for n in names for p in [runs_root / n / f"seed-{seed}" / f"{n}.ipynb"]]
     newer = [p for p in inputs if p.stat().st_mtime > pdf.stat().st_mtime]
     if newer:
         raise ReportError(f"{pdf} is older than {newer[0]}: rebuild it (make report)")
@@ -170,20 +174,30 @@ def check_exported(exported: Path = ROOT / "exported") -> None:
         raise ReportError(f"exported/ is out of date ({', '.join(stale)}): run make export")
 
 
+def check_placeholders(author: Author, draft: bool, quiet: bool) -> None:
+    """Refuse the placeholder author or AI statement, unless a ``draft`` is asked for."""
+    problems = report.placeholder_warnings(author, report.ai_statement())
+    if problems and not draft:
+        raise ReportError(f"not ready to hand in: {'; '.join(problems)} (a draft zip anyway: "
+                          "make submission DRAFT=1, or --draft)")
+    if not quiet:
+        for problem in problems:
+            print(f"warning (draft): {problem}", file=sys.stderr)
+
+
 def build(runs_root: str | os.PathLike = "runs", seed: int = 0, author: Author | None = None,
           out: str | os.PathLike | None = None, quiet: bool = False,
-          check_scripts: bool = True) -> Path:
-    """Check the report and (unless ``check_scripts`` is false) that ``exported/`` is up to
-    date, then write the zip; return its path."""
+          check_scripts: bool = True, draft: bool = False) -> Path:
+    """Check the report, its executed notebooks and (unless ``check_scripts`` is false) that
+    ``exported/`` is up to date, and that no placeholder is left (unless ``draft``), then
+    write the zip; return its path."""
     author = author or report.load_author()
     root = report.resolve_root(runs_root)
     pdf = report.report_path(runs_root, seed)
     check_report(pdf, author, root, seed)
     if check_scripts:
         check_exported()
-    if not quiet:
-        for warning in report.placeholder_warnings(author, report.ai_statement()):
-            print(f"warning: {warning}", file=sys.stderr)
+    check_placeholders(author, draft, quiet)
     out = Path(out) if out is not None else submission_path(runs_root, author)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
@@ -214,10 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--author", help="overrides author.toml's name")
     parser.add_argument("--username", help="overrides author.toml's username")
     parser.add_argument("--out", type=Path, help="default: RUNS_ROOT/submission/USERNAME-ex2.zip")
+    parser.add_argument("--draft", action="store_true",
+                        help="build the zip even with the placeholder author or AI statement")
     args = parser.parse_args(argv)
     try:
         build(args.runs_root, args.seed,
-              report.load_author(name=args.author, username=args.username), args.out)
+              report.load_author(name=args.author, username=args.username), args.out,
+              draft=args.draft)
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
