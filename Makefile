@@ -116,7 +116,7 @@ submission: export report
 all: setup
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory -j2 notebooks && \
-	$(MAKE) --no-print-directory submission && \
+	$(MAKE) --no-print-directory submission DRAFT=$(if $(DRAFT),$(DRAFT),1) && \
 	echo "make all: done in $$(( $$(date +%s) - start )) s" && \
 	echo "report: runs/report/seed-$(SEED)/report.pdf" && \
 	ls runs/submission/*.zip | sed 's/^/hand-in: /'

@@ -112,7 +112,8 @@ def test_report_has_a_title_page_and_the_ai_use_section(pages):
 
 def test_zip_holds_the_report_the_code_and_no_notebook(built):
     _, pdf, archive = built
-    assert archive.name == "ada-test-ex2.zip"
+    # AI_USE.md still holds its placeholder: the default name marks the zip a draft
+    assert archive.name == "ada-test-ex2-DRAFT.zip"
     with zipfile.ZipFile(archive) as z:
         names = z.namelist()
         readme = z.read("README.md").decode()
@@ -215,6 +216,36 @@ def test_beyond_has_its_own_pdf_outside_the_hand_in(built, pages, tmp_path):
                     "Straighter paths"):
         assert _words(heading) in text, heading
     assert "spec against strong" not in _words(" ".join(pages))  # not in the hand-in
+
+
+def test_report_text_names_no_local_path_and_no_variable(built, pages):
+    root, _, _ = built
+    text = " ".join(pages)
+    for path in {str(ROOT), str(root), "/tmp/", "/home/", "/work/", "/root/"}:
+        assert path not in text, f"the report shows a local path ({path})"
+    # a markdown cell cannot see a variable: a parameter's name in the text is an unfilled
+    # value (the notebooks print computed values from code instead)
+    names = {name for nb in report.notebook_order() if nb not in report.NOT_IN_REPORT
+             for name in tool.parameters_cell(tool.jupytext.read(
+                 ROOT / "notebooks" / f"{nb}.py"))[1] if "_" in name}
+    found = sorted(n for n in names if re.search(rf"\b{n}\b", text))
+    assert not found, f"the report names variables: {found}"
+    # set-up, training logs and result dumps stay in the notebooks (tagged report-skip)
+    merged = nbformat.read(root / "report" / "seed-0" / "report.ipynb", as_version=4)
+    headings = [line for cell in merged.cells if cell.cell_type == "markdown"
+                for line in cell.source.splitlines() if line.startswith("## ")]
+    assert not [h for h in headings if h.split()[1] in ("Training", "Results")], headings
+    assert "FMConfig(" not in text and "NFConfig(" not in text and "preset '" not in text
+
+
+def test_beyond_pdf_has_its_own_title_page_and_no_hand_in_sections(built, tmp_path):
+    root, _, _ = built
+    pdf = report.build(root, seed=0, notebooks=["beyond"], out=tmp_path / "beyond.pdf",
+                       author=AUTHOR, max_pages=40, quiet=True)
+    pages = [_plain(p.extract_text()) for p in PdfReader(pdf).pages]
+    assert _words(report.BEYOND_TITLE) in _words(pages[0])
+    assert "not part of the hand-in report" in pages[0]
+    assert _words("Parts of the handed-in code marked") not in _words(" ".join(pages))
 
 
 def _copy_runs(root, target):

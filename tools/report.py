@@ -54,6 +54,7 @@ NOT_IN_REPORT = {"data", "beyond"}
 HANDIN = {"data", "normalizing_flow", "flow_matching", "conditional_flow_matching"}
 MAX_PAGES = 12
 TITLE = "Exercise 2 — Flow Models"
+BEYOND_TITLE = "Flow models beyond the exercise"
 COURSE = "67912 Advanced Course in Machine Learning, The Hebrew University of Jerusalem"
 PLACEHOLDER_AUTHOR = {"name": "Your Name", "username": "your-cse-username"}
 PLACEHOLDER_AI_USE = "[TO BE WRITTEN BY THE AUTHOR]"
@@ -88,11 +89,12 @@ body, main, .jp-Notebook { padding: 0 !important; margin: 0 !important; }
   break-after: avoid; page-break-after: avoid; }
 .jp-RenderedHTMLCommon h2 { margin-top: 0.55em; color: #123c69; }
 .jp-OutputArea-output pre, .jp-RenderedText pre {
-  white-space: pre-wrap; overflow: hidden; margin: 0.15em 0 0.3em 0;
+  white-space: pre-wrap; word-break: normal; overflow-wrap: break-word;
+  overflow: hidden; margin: 0.15em 0 0.3em 0;
   font-size: var(--jp-code-font-size); line-height: var(--jp-code-line-height); }
 .jp-OutputArea-output { padding: 0 !important; }
 .jp-RenderedImage { text-align: center; }
-.jp-RenderedImage img { max-width: 100%; max-height: 9cm; height: auto; margin: 0.2em auto; }
+.jp-RenderedImage img { max-width: 100%; max-height: 13.5cm; height: auto; margin: 0.2em auto; }
 .jp-OutputArea-child, .jp-RenderedImage, pre { break-inside: avoid; page-break-inside: avoid; }
 /* a heading stays with what follows it (the next cell: a figure, a table) */
 .jp-MarkdownCell:has(h1, h2, h3) { break-after: avoid; page-break-after: avoid; }
@@ -108,19 +110,19 @@ body, main, .jp-Notebook { padding: 0 !important; margin: 0 !important; }
 .report-note { font-size: 8.5pt; color: #444; }
 """
 
-#: Page layouts, tried in turn until the report fits in MAX_PAGES: the title page and every
-#: section on pages of their own; then sections that run on after the title page; then the
-#: title as a header on the first page.
+#: Page layouts, tried in turn until the report fits in MAX_PAGES: a title page, then the
+#: sections running on one after another (a page break only where a figure or table would
+#: not fit: no half-empty pages between sections); then the title as a header on the first
+#: page.
 LAYOUTS = {
-    "sections": ".report-title { margin-top: 3cm; }\n"
-                ".celltag_report-section { break-before: page; page-break-before: always; }",
     "title page": ".report-title { margin-top: 3cm; }\n.celltag_report-after-title "
                   "{ break-before: page; page-break-before: always; }",
     "compact": ".report-title { margin-top: 0; }",
 }
-#: A figure's pixels (the inline backend's 100 dpi) -> CSS pixels: a 7-inch wide figure is
-#: printed 12.5 cm wide, so all figures share one scale and their fonts one size.
-FIGURE_SCALE = 0.68
+#: A figure's pixels (matplotlib's 100 dpi, flows_src.plotting.PRINT_STYLE) -> CSS pixels
+#: (96 to the inch): every figure prints at its own size, as flows_src.plotting drew and
+#: checked it (fonts of at least 7 pt, at most the page's width).
+FIGURE_SCALE = 0.96
 
 TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {#- no require.js (it would come from a CDN): nothing in the report needs it -#}
@@ -277,7 +279,9 @@ def report_path(runs_root: str | os.PathLike, seed: int) -> Path:
 
 # --- the merged notebook ----------------------------------------------------------------
 
-HIDDEN_TAGS = {"parameters", "injected-parameters"}
+#: Cells the report leaves out: the parameters, and what a notebook tags ``report-skip``
+#: (its set-up, training and result dumps: in the notebook, not what a question asks).
+HIDDEN_TAGS = {"parameters", "injected-parameters", "report-skip"}
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
@@ -357,8 +361,9 @@ def _run_date(notebooks: dict) -> str:
     return max(ends)[:10]
 
 
-def title_page(author: Author, seed: int, notebooks: dict) -> str:
-    """The title page, as HTML inside a markdown cell."""
+def title_page(author: Author, seed: int, notebooks: dict, handin: bool = True) -> str:
+    """The title page, as HTML inside a markdown cell: the hand-in report's, or (``handin``
+    false) that of a document beyond the exercise, which says it is not the hand-in."""
     e = html.escape
     rows = [("Author", e(author.name)), ("CSE username", e(author.username)),
             ("Date", e(_run_date(notebooks))), ("Seed", str(seed))]
@@ -369,9 +374,12 @@ def title_page(author: Author, seed: int, notebooks: dict) -> str:
         if values:
             settings.append(f"<code>{e(name)}</code>: " + ", ".join(
                 f"{e(k)}&nbsp;=&nbsp;{e(repr(v))}" for k, v in values.items()))
-    run_note = ("Every notebook ran with the exercise's hyper-parameters." if not settings else
-                "Settings that differ from the exercise's hyper-parameters: "
-                + "; ".join(settings) + ".")
+    run_note = ("Each model's section opens with its architecture and training settings, "
+                "and every way they differ from the exercise's (Sec. 3.3, 4.3)."
+                if handin else "Each model's settings are printed where it is used.")
+    if settings:
+        run_note += (" These runs were started with parameters other than the notebooks' "
+                     "defaults: " + "; ".join(settings) + ".")
     contents = []
     for name, nb in notebooks.items():
         heading = _first_heading(nb) or name
@@ -381,15 +389,23 @@ def title_page(author: Author, seed: int, notebooks: dict) -> str:
         if questions:
             line += " — " + " · ".join(e(q) for q in questions)
         contents.append(f"<li>{line}</li>")
-    contents.append("<li><b>Use of automatic tools</b> (Sec. 5.1.1)</li>")
+    if handin:
+        contents.append("<li><b>Use of automatic tools</b> (Sec. 5.1.1)</li>")
+        code_note = ("The code is hidden here; it is handed in beside this report as "
+                     "<code>create_data.py</code>, <code>flows_src/</code> and "
+                     "<code>exported/</code>.")
+        title, sub = TITLE, f"Report — {COURSE}"
+    else:
+        code_note = ("This document goes beyond the exercise's questions and is not part "
+                     "of the hand-in report; the code is hidden.")
+        title, sub = BEYOND_TITLE, f"Beside {TITLE} — {COURSE}"
     table = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows)
-    return (f'<div class="report-title">\n<h1>{e(TITLE)}</h1>\n'
-            f'<p class="sub">Report — {e(COURSE)}</p>\n<table>{table}</table>\n'
+    return (f'<div class="report-title">\n<h1>{e(title)}</h1>\n'
+            f'<p class="sub">{e(sub)}</p>\n<table>{table}</table>\n'
             f'<div class="report-contents"><p><b>Contents</b> (one section per notebook; '
             f'each question under its heading as in the exercise)</p>\n<ul>{"".join(contents)}'
-            f'</ul>\n<p class="report-note">{run_note} The code is hidden here; it is handed '
-            f'in as <code>create_data.py</code>, <code>flows_src/</code> and '
-            f'<code>exported/</code>. {TITLE_PAGE_END}</p></div>\n</div>')
+            f'</ul>\n<p class="report-note">{run_note} {code_note} {TITLE_PAGE_END}</p>'
+            f'</div>\n</div>')
 
 
 def ai_section(statement: str, markers: list[tuple[str, int, str]]) -> str:
@@ -429,16 +445,17 @@ def sweep_section(root: Path, handin: bool) -> str | None:
 
 
 def merge(notebooks: dict, author: Author, seed: int, statement: str,
-          markers: list[tuple[str, int, str]], extra: str | None = None):
+          markers: list[tuple[str, int, str]], extra: str | None = None,
+          handin: bool = True):
     """One notebook for the report: title page, each notebook's cells, ``extra`` markdown
-    (the seeds' summary), the AI-use section."""
+    (the seeds' summary), and for the hand-in (``handin``) the AI-use section."""
     first = next(iter(notebooks.values()))
     merged = nbformat.v4.new_notebook(metadata={
         "kernelspec": first.metadata.get("kernelspec", {}),
         "language_info": first.metadata.get("language_info", {}),
         "title": f"{TITLE} — {author.name}"})
     merged.cells.append(nbformat.v4.new_markdown_cell(
-        title_page(author, seed, notebooks), id="report-title"))
+        title_page(author, seed, notebooks, handin), id="report-title"))
     for number, (name, nb) in enumerate(notebooks.items()):
         start = True
         for index, cell in enumerate(nb.cells):
@@ -464,9 +481,10 @@ def merge(notebooks: dict, author: Author, seed: int, statement: str,
     if extra:
         merged.cells.append(nbformat.v4.new_markdown_cell(
             extra, id="report-extra", metadata={"tags": ["report-section"]}))
-    merged.cells.append(nbformat.v4.new_markdown_cell(
-        ai_section(statement, markers), id="report-ai-use",
-        metadata={"tags": ["report-section"]}))
+    if handin:
+        merged.cells.append(nbformat.v4.new_markdown_cell(
+            ai_section(statement, markers), id="report-ai-use",
+            metadata={"tags": ["report-section"]}))
     return merged
 
 
@@ -650,8 +668,9 @@ def build(runs_root: str | os.PathLike = "runs", seed: int = 0,
     if not quiet:
         for warning in placeholder_warnings(author, statement):
             print(f"warning: {warning}", file=sys.stderr)
+    handin = set(names) <= HANDIN
     merged = merge(executed, author, seed, statement, ai_markers(shipped_files()),
-                   sweep_section(root, handin=set(names) <= HANDIN))
+                   sweep_section(root, handin=handin), handin=handin)
     out = Path(out) if out is not None else report_path(runs_root, seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(out.with_suffix(".ipynb"), nbformat.writes(merged).encode())

@@ -174,8 +174,9 @@ def check_exported(exported: Path = ROOT / "exported") -> None:
         raise ReportError(f"exported/ is out of date ({', '.join(stale)}): run make export")
 
 
-def check_placeholders(author: Author, draft: bool, quiet: bool) -> None:
-    """Refuse the placeholder author or AI statement, unless a ``draft`` is asked for."""
+def check_placeholders(author: Author, draft: bool, quiet: bool) -> list[str]:
+    """Refuse the placeholder author or AI statement, unless a ``draft`` is asked for;
+    return what is still a placeholder."""
     problems = report.placeholder_warnings(author, report.ai_statement())
     if problems and not draft:
         raise ReportError(f"not ready to hand in: {'; '.join(problems)} (a draft zip anyway: "
@@ -183,6 +184,7 @@ def check_placeholders(author: Author, draft: bool, quiet: bool) -> None:
     if not quiet:
         for problem in problems:
             print(f"warning (draft): {problem}", file=sys.stderr)
+    return problems
 
 
 def build(runs_root: str | os.PathLike = "runs", seed: int = 0, author: Author | None = None,
@@ -197,8 +199,12 @@ def build(runs_root: str | os.PathLike = "runs", seed: int = 0, author: Author |
     check_report(pdf, author, root, seed)
     if check_scripts:
         check_exported()
-    check_placeholders(author, draft, quiet)
-    out = Path(out) if out is not None else submission_path(runs_root, author)
+    problems = check_placeholders(author, draft, quiet)
+    if out is None:
+        out = submission_path(runs_root, author)
+        if problems:  # a draft's name says so: it is never handed in by mistake
+            out = out.with_name(f"{out.stem}-DRAFT{out.suffix}")
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(fd)
