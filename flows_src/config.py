@@ -11,13 +11,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["TrainingConfig", "NFConfig", "FMConfig", "COUPLINGS", "INITS", "config_from_dict"]
+__all__ = ["TrainingConfig", "NFConfig", "FMConfig", "COUPLINGS", "INITS", "TRANSFORMS",
+           "config_from_dict"]
 
 COUPLINGS = ("independent", "ot")
 """How flow matching may pair noise with data (``FMConfig.coupling``)."""
 
 INITS = ("uniform", "he")
 """How the normalizing flow's coupling networks start (``NFConfig.init``)."""
+
+TRANSFORMS = ("affine", "spline")
+"""What a normalizing flow's coupling layer does to ``z_r`` (``NFConfig.transform``)."""
 
 
 def _check_int(name: str, value: object, low: int) -> None:
@@ -80,9 +84,10 @@ class NFConfig(TrainingConfig):
     """The normalizing flow of Sec. 3.3.
 
     Arguments:
-        n_couplings: affine coupling layers, a permutation between consecutive ones.
+        n_couplings: coupling layers, a permutation between consecutive ones.
         hidden: width of the hidden layers of each coupling MLP.
-        n_linear: Linear layers per MLP (two MLPs per coupling layer: log s and b).
+        n_linear: Linear layers per MLP (two MLPs per affine coupling layer: log s and b;
+            one per spline coupling layer).
         negative_slope: of the LeakyReLU between the Linear layers.
         log_s_bound: soft bound B on each layer's log-scale, log s = B tanh(r / B) of the
             network's output r; ``None`` for the unbounded output. Our one addition to the
@@ -96,6 +101,13 @@ class NFConfig(TrainingConfig):
             layers' weights He-uniform for the LeakyReLU (the variance kept through the
             depth) and their biases 0, and the output layers all zero, so every coupling
             layer, and the flow, starts as the identity.
+        transform: ``"affine"`` (the exercise, Eq. 3) or ``"spline"``: a monotone
+            rational-quadratic spline of ``bins`` bins on [-bound, bound], the identity
+            outside (Durkan et al. 2019; :mod:`flows_src.spline`); ``log_s_bound`` is then
+            unused.
+        bins: the spline's bins K, in [2, 256].
+        bound: the spline's half-width B (the data are standardized: most of it lies in
+            [-3, 3]).
     """
 
     n_couplings: int = 15
@@ -104,10 +116,22 @@ class NFConfig(TrainingConfig):
     negative_slope: float = 0.01
     log_s_bound: float | None = 5.0
     init: str = "uniform"
+    transform: str = "affine"
+    bins: int = 8
+    bound: float = 5.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_int("n_couplings", self.n_couplings, 1)
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"transform must be one of {', '.join(map(repr, TRANSFORMS))}, "
+                             f"got {self.transform!r}")
+        if isinstance(self.bins, bool) or not isinstance(self.bins, int) or not (
+                2 <= self.bins <= 256):
+            raise ValueError(f"bins must be an integer in [2, 256], got {self.bins!r}")
+        if isinstance(self.bound, bool) or not (
+                isinstance(self.bound, (int, float)) and 0 < self.bound <= 100):
+            raise ValueError(f"bound must be a number in (0, 100], got {self.bound!r}")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {', '.join(map(repr, INITS))}, "
                              f"got {self.init!r}")

@@ -77,14 +77,18 @@ class History:
 
 def fingerprint(model: nn.Module, config: TrainingConfig) -> str:
     """A hash of what decides the trained weights: the config (less ``compile``, which
-    changes speed, not the model), and the source of the model's module, this trainer and
-    the data samplers."""
+    changes speed, not the model), and the source of the model's module (and of every
+    module of its package that defines one of its submodules, e.g. its coupling layers),
+    this trainer and the data samplers."""
     from flows_src import rings  # the data the model is trained on
 
     values = dataclasses.asdict(config)
     values.pop("compile")
     parts = [type(model).__qualname__, json.dumps(values, sort_keys=True)]
-    for module in (sys.modules[type(model).__module__], sys.modules[__name__], rings):
+    package = type(model).__module__.partition(".")[0]
+    defining = dict.fromkeys(type(m).__module__ for m in model.modules()
+                             if type(m).__module__.partition(".")[0] == package)
+    for module in (*(sys.modules[name] for name in defining), sys.modules[__name__], rings):
         parts.append(inspect.getsource(module))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 

@@ -11,12 +11,11 @@ from torch import nn
 
 from bench.reference import ReferenceFlow
 from flows_src.config import NFConfig
-from flows_src.normalizing_flow import (
-    AffineCoupling,
-    CouplingStack,
-    NormalizingFlow,
-    Permutation,
-)
+from flows_src.couplings import AffineCoupling, Permutation, linears
+from flows_src.normalizing_flow import CouplingStack, NormalizingFlow
+
+#: A small spline flow: the flow's face must not depend on the transform.
+SPLINE = NFConfig(transform="spline", n_couplings=4, bins=5, hidden=16, n_linear=3)
 
 
 def ring(n: int, seed: int) -> torch.Tensor:
@@ -70,19 +69,12 @@ def test_base_log_density_is_the_standard_normal():
     torch.testing.assert_close(flow.log_prob(z), p_z.log_prob(z), rtol=0, atol=1e-12)
 
 
-def test_coupling_log_det_matches_autograd_jacobian():
+@pytest.mark.parametrize("flow_kind", ["init", "trained", "spline"])
+def test_flow_log_det_matches_autograd_jacobian(flow_kind: str, trained_flow: NormalizingFlow):
     torch.manual_seed(0)
-    layer = AffineCoupling(hidden=8, n_linear=5).double()
-    y = 2 * torch.randn(64, 2, dtype=torch.float64)
-    expected = autograd_log_det(layer.inverse, y)
-    torch.testing.assert_close(layer.log_det_inverse(y), expected, rtol=0, atol=1e-10)
-    torch.testing.assert_close(layer.inverse_and_log_det(y)[1], expected, rtol=0, atol=1e-10)
-
-
-@pytest.mark.parametrize("trained", [False, True], ids=["init", "trained"])
-def test_flow_log_det_matches_autograd_jacobian(trained: bool, trained_flow: NormalizingFlow):
-    torch.manual_seed(0)
-    flow = trained_flow if trained else NormalizingFlow(NFConfig(n_couplings=6)).double()
+    flow = {"trained": trained_flow,
+            "init": NormalizingFlow(NFConfig(n_couplings=6)).double(),
+            "spline": NormalizingFlow(SPLINE).double()}[flow_kind]
     x = 2 * torch.randn(64, 2, dtype=torch.float64)
     expected = autograd_log_det(flow.inverse, x)
     assert expected.abs().max() > 0.1, "a near-identity flow would make this test vacuous"
@@ -114,7 +106,7 @@ def test_inverse_and_forward_are_identities():
     assert (x - z).abs().max() > 0.1
     torch.testing.assert_close(flow.inverse(x), z, rtol=0, atol=1e-5)
     torch.testing.assert_close(flow(flow.inverse(z)), z, rtol=0, atol=1e-5)
-    layer, perm = flow.couplings[0], Permutation()
+    layer, perm = flow.couplings.layer(0), Permutation()
     torch.testing.assert_close(layer.inverse(layer(z)), z, rtol=0, atol=1e-6)
     torch.testing.assert_close(layer(layer.inverse(z)), z, rtol=0, atol=1e-6)
     torch.testing.assert_close(perm(z), z.flip(1), rtol=0, atol=0)
@@ -142,8 +134,7 @@ def test_density_integrates_to_one(trained: bool, trained_flow: NormalizingFlow)
 
 
 def test_log_prob_is_minus_inf_where_the_inverse_overflows(trained_flow: NormalizingFlow):
-    for coupling in trained_flow.couplings:  # unbounded, as the exercise's own architecture
-        coupling.log_s_bound = None
+    trained_flow.couplings.log_s_bound = None  # unbounded, as the exercise's own architecture
     far = torch.tensor([[-8.0, -8.0], [1e200, -1e200], [float("nan"), 0.0]], dtype=torch.float64)
     with torch.no_grad():
         z = trained_flow.inverse(far[:2])
@@ -157,8 +148,8 @@ def test_log_s_bound_caps_each_layers_scale_and_keeps_the_inverse_finite(
         trained_flow: NormalizingFlow):
     far = torch.tensor([[1e6, -1e6], [-3e3, 2e3]], dtype=torch.float64)
     with torch.no_grad():
-        for coupling in trained_flow.couplings:
-            log_s, _ = coupling.log_s_and_b(far[:, :1])
+        for params in trained_flow.couplings.per_layer():
+            log_s, _ = trained_flow.couplings.log_s_and_b(far[:, 0], params)
             assert log_s.abs().max() <= trained_flow.config.log_s_bound
         z, log_det = trained_flow.inverse_and_log_det(far)
     assert z.isfinite().all() and log_det.isfinite().all()
@@ -169,14 +160,14 @@ def test_log_s_bound_caps_each_layers_scale_and_keeps_the_inverse_finite(
     assert (bound * torch.tanh(r / bound) - r).abs().max() < 1 / (3 * bound**2) + 1e-12
 
 
-def test_same_function_as_plain_reference():
+def test_fused_stack_is_the_plain_reference_flow_values_and_gradients():
+    """The flow's fused layers compute the plain flow of Eq. 3-9 (the library's readable
+    coupling layers composed as a reader would): same function, same loss, same gradients."""
     torch.manual_seed(0)
     reference = ReferenceFlow(n_couplings=15, hidden=8, n_linear=5).double()
     flow = NormalizingFlow(NFConfig(n_couplings=15, hidden=8, n_linear=5,
                                     log_s_bound=None)).double()
-    ref_couplings = reference.layers[::2]
-    for ours, theirs in zip(flow.couplings, ref_couplings, strict=True):
-        ours.load_reference_mlps(theirs.log_s_net, theirs.b_net)
+    flow.couplings = CouplingStack.from_layers(reference.couplings)
     x = 1.5 * torch.randn(256, 2, dtype=torch.float64)
     z_ref, log_det_ref = reference.inverse_and_log_det(x)
     z, log_det = flow.inverse_and_log_det(x)
@@ -184,71 +175,58 @@ def test_same_function_as_plain_reference():
     torch.testing.assert_close(log_det, log_det_ref, rtol=0, atol=1e-9)
     torch.testing.assert_close(flow(x), reference(x), rtol=0, atol=1e-9)
 
-    # Same loss, same gradients: the stacked layout trains exactly like two plain MLPs per
-    # layer; layer k's gradients are slice k of the stack's.
+    # Layer k's gradients are slice k of the stack's: [k, 0] the log s network, [k, 1] b.
     flow.loss(x)[0].backward()
     reference.loss(x).backward()
     stack = flow.couplings
-    for k, theirs in enumerate(ref_couplings):
-        linears = [m for m in theirs.log_s_net if isinstance(m, nn.Linear)]
-        b_linears = [m for m in theirs.b_net if isinstance(m, nn.Linear)]
-        for i, (s_lin, b_lin) in enumerate(zip(linears, b_linears)):
-            expected = torch.stack([s_lin.weight.grad, b_lin.weight.grad])
-            torch.testing.assert_close(stack.weight[i].grad[k], expected, rtol=1e-6, atol=1e-6)
-            expected = torch.stack([s_lin.bias.grad, b_lin.bias.grad]).unsqueeze(-1)
-            torch.testing.assert_close(stack.bias[i].grad[k], expected, rtol=1e-6, atol=1e-6)
+    for k, theirs in enumerate(reference.couplings):
+        for net, j in ((theirs.log_s_net, 0), (theirs.b_net, 1)):
+            for i, linear in enumerate(linears(net)):
+                torch.testing.assert_close(stack.weight[i].grad[k, j], linear.weight.grad,
+                                           rtol=1e-7, atol=1e-10)
+                torch.testing.assert_close(stack.bias[i].grad[k, j, :, 0], linear.bias.grad,
+                                           rtol=1e-7, atol=1e-10)
 
 
-def test_stacked_layers_are_independent_coupling_layers():
-    """The flow's fast path (all layers' parameters stacked, coordinates held apart) is the
-    composition of its layers' own methods, and each layer equals a standalone coupling."""
+@pytest.mark.parametrize("log_s_bound", [None, 2.0])
+def test_stack_and_plain_layers_convert_both_ways(log_s_bound: float | None):
     torch.manual_seed(0)
-    flow = NormalizingFlow(NFConfig(n_couplings=4)).double()
-    stack = flow.couplings
-    assert isinstance(stack, CouplingStack) and len(stack) == 4
-    assert len(list(flow.parameters())) == 10, "one tensor per MLP depth, not per layer"
-    x = torch.randn(40, 2, dtype=torch.float64)
-    z, log_det = x, torch.zeros(40, dtype=torch.float64)
-    for k in reversed(range(len(stack))):
-        z, log_det_k = stack[k].inverse_and_log_det(z)
-        log_det = log_det + log_det_k
-        if k:
-            z = flow.permutation.inverse(z)
-    torch.testing.assert_close(flow.inverse_and_log_det(x), (z, log_det), rtol=0, atol=1e-12)
-    y = z
-    for k, layer in enumerate(stack):
-        y = layer(flow.permutation(y) if k else y)
-    torch.testing.assert_close(flow(z), y, rtol=0, atol=1e-12)
-    torch.testing.assert_close(y, x, rtol=0, atol=1e-10)
-
-    # Layer k is a standalone coupling layer with slice k of the stacked weights ...
-    standalone = AffineCoupling(log_s_bound=flow.config.log_s_bound).double()
-    with torch.no_grad():
-        for ours, theirs in zip([*standalone.weight, *standalone.bias],
-                                [*stack[2].weight, *stack[2].bias]):
-            ours.copy_(theirs)
-    torch.testing.assert_close(standalone.inverse_and_log_det(z), stack[2].inverse_and_log_det(z),
-                               rtol=0, atol=0)
-    # ... and its weights are views: loading a layer writes into the stack, only there.
-    before = [w.detach().clone() for w in stack.weight]
-    reference = ReferenceFlow(n_couplings=1).double().layers[0]
-    stack[1].load_reference_mlps(reference.log_s_net, reference.b_net)
-    torch.testing.assert_close(stack.weight[0][1, 0], reference.log_s_net[0].weight)
-    for w, old in zip(stack.weight, before):
-        assert torch.equal(w[[0, 2, 3]], old[[0, 2, 3]]) and not torch.equal(w[1], old[1])
-    # Per-layer settings stay per layer.
-    stack[3].log_s_bound = None
-    assert stack[2].log_s_bound == flow.config.log_s_bound
+    stack = CouplingStack.random(4, hidden=8, n_linear=4, negative_slope=0.1,
+                                 log_s_bound=log_s_bound).double()
+    state = torch.get_rng_state()
+    layers = [stack.layer(k) for k in range(len(stack))]
+    assert torch.equal(torch.get_rng_state(), state), "reading a layer draws no numbers"
+    assert all(isinstance(layer, AffineCoupling) and layer.log_s_bound == log_s_bound
+               and layer.negative_slope == 0.1 for layer in layers)
+    again = CouplingStack.from_layers(layers)
+    assert len(again) == 4 and again.log_s_bound == log_s_bound
+    for ours, theirs in zip(stack.parameters(), again.parameters(), strict=True):
+        assert torch.equal(ours, theirs)
+    # the fused math of layer k is the plain layer k's, forward, inverse and log-det
+    z = 2 * torch.randn(64, 2, dtype=torch.float64)
+    for params, layer in zip(stack.per_layer(), layers):
+        torch.testing.assert_close(stack.forward_r(*z.unbind(1), params), layer(z)[:, 1],
+                                   rtol=0, atol=1e-12)
+        z_r, log_det = stack.inverse_r(*z.unbind(1), params)
+        torch.testing.assert_close(torch.stack([z[:, 0], z_r], 1), layer.inverse(z),
+                                   rtol=0, atol=1e-12)
+        torch.testing.assert_close(log_det, layer.log_det_inverse(z), rtol=0, atol=1e-12)
 
 
-def test_load_reference_mlps_rejects_another_architecture():
-    layer = AffineCoupling(hidden=8, n_linear=5)
-    wider = ReferenceFlow(n_couplings=1, hidden=16, n_linear=5).layers[0]
-    with pytest.raises(ValueError, match="Linear weights"):
-        layer.load_reference_mlps(wider.log_s_net, wider.b_net)
-    shallower = ReferenceFlow(n_couplings=1, hidden=8, n_linear=4).layers[0]
-    with pytest.raises(ValueError, match="expected 5 Linear layers"):
-        layer.load_reference_mlps(shallower.log_s_net, shallower.b_net)
+def test_one_parameter_tensor_per_depth_not_per_layer():
+    flow = NormalizingFlow(NFConfig(n_couplings=4))
+    assert isinstance(flow.couplings, CouplingStack) and len(flow.couplings) == 4
+    assert len(list(flow.parameters())) == 10
+    assert sorted(flow.state_dict())[:2] == ["couplings.bias.0", "couplings.bias.1"]
+
+
+def test_from_layers_rejects_layers_that_differ():
+    with pytest.raises(ValueError, match="^layers must share n_linear, got \\[4, 5\\]$"):
+        CouplingStack.from_layers([AffineCoupling(n_linear=5), AffineCoupling(n_linear=4)])
+    with pytest.raises(ValueError, match="^layers must share negative_slope and log_s_bound"):
+        CouplingStack.from_layers([AffineCoupling(), AffineCoupling(log_s_bound=2.0)])
+    with pytest.raises(RuntimeError):  # torch.stack: another width
+        CouplingStack.from_layers([AffineCoupling(hidden=8), AffineCoupling(hidden=16)])
 
 
 def test_initialisation_is_nn_linear_default():
@@ -257,7 +235,7 @@ def test_initialisation_is_nn_linear_default():
     for i, fan_in in enumerate([1, 8, 8, 8, 8]):
         bound = 1 / math.sqrt(fan_in)
         for name in ("weight", "bias"):
-            values = torch.stack([getattr(c, name)[i] for c in flow.couplings]).flatten()
+            values = getattr(flow.couplings, name)[i].flatten()
             # U(-bound, bound): every value inside, standard deviation bound / sqrt(3).
             assert values.abs().max() <= bound
             assert abs(values.std().item() / (bound / math.sqrt(3)) - 1) < 0.25
@@ -265,9 +243,9 @@ def test_initialisation_is_nn_linear_default():
 
 def hidden_mean_squares(flow: NormalizingFlow, x: torch.Tensor) -> torch.Tensor:
     """Mean square of each hidden layer's pre-activation in the first coupling's MLPs."""
-    coupling = flow.couplings[0]
+    weights, biases = flow.couplings.per_layer()[0]
     h, squares = x[:, 0].expand(2, 1, -1), []
-    for i, (weight, bias) in enumerate(zip(coupling.weight[:-1], coupling.bias[:-1])):
+    for i, (weight, bias) in enumerate(zip(weights[:-1], biases[:-1])):
         if i:
             h = nn.functional.leaky_relu(h, flow.config.negative_slope)
         h = torch.baddbmm(bias, weight, h)
@@ -302,10 +280,12 @@ def test_init_must_be_one_of_the_named_ones():
         NFConfig(init="xavier")
 
 
-@pytest.mark.parametrize("n_couplings", [5, 4])
-def test_intermediates(n_couplings: int):
+@pytest.mark.parametrize(("n_couplings", "transform"),
+                         [(5, "affine"), (4, "affine"), (3, "spline")])
+def test_intermediates(n_couplings: int, transform: str):
     torch.manual_seed(0)
-    flow = NormalizingFlow(NFConfig(n_couplings=n_couplings))
+    flow = NormalizingFlow(NFConfig(n_couplings=n_couplings, transform=transform, bins=4,
+                                    hidden=16 if transform == "spline" else 8))
     z = torch.randn(30, 2)
     x, forward_states = flow(z, return_intermediates=True)
     assert forward_states.shape == (n_couplings + 1, 30, 2)
@@ -326,9 +306,10 @@ def test_intermediates(n_couplings: int):
     torch.testing.assert_close(z_back, z, rtol=0, atol=1e-5)
 
 
-def test_sample_uses_the_generator():
+@pytest.mark.parametrize("config", [NFConfig(n_couplings=3), SPLINE], ids=["affine", "spline"])
+def test_sample_uses_the_generator(config: NFConfig):
     torch.manual_seed(0)
-    flow = NormalizingFlow(NFConfig(n_couplings=3))
+    flow = NormalizingFlow(config)
     x = flow.sample(100, torch.Generator().manual_seed(7))
     assert x.shape == (100, 2) and not x.requires_grad
     torch.testing.assert_close(x, flow.sample(100, torch.Generator().manual_seed(7)))
