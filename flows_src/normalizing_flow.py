@@ -305,7 +305,8 @@ class NormalizingFlow(nn.Module):
         Returns the scalar loss and its two components' batch means, detached, as
         ``{"log_det": ..., "log_pz": ...}`` (loss = -(log_pz + log_det)). An overflow shows
         here as nan or inf, unlike in :meth:`log_prob`, so that training stops on it. Free of
-        Python side effects, so ``torch.compile(flow.loss)`` traces it whole.
+        Python side effects, so ``torch.compile(flow.loss)`` traces it whole (but for the
+        spline couplings' networks, kept eager on purpose: see :mod:`flows_src.spline`).
         """
         z, log_det = self._inverse(x, None)
         log_pz = _log_standard_normal(z)
