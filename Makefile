@@ -29,12 +29,11 @@ ARGS ?=
 SEED ?= 0
 SEEDS ?= 0 1 2
 BENCH_ARGS ?=
-# the notebooks of the exercise (the hand-in report), and those with a preset parameter
-HANDIN := data normalizing_flow flow_matching conditional_flow_matching
-MODELS := normalizing_flow flow_matching conditional_flow_matching
-
-# notebooks whose models train: FORCE=1 passes them force=True
-TRAINING := $(MODELS) beyond
+# From the table of notebooks (flows_src/registry.py, read with the system Python: it needs
+# no venv): the notebooks of the exercise (the hand-in), and the model notebooks, which take
+# a preset parameter.
+HANDIN := $(shell $(PYTHON) -m flows_src.registry --handin)
+MODELS := $(shell $(PYTHON) -m flows_src.registry --preset)
 
 # AUTHOR=/USERNAME= given on the make command line override author.toml; environment
 # variables of those names are ignored (many shells export USERNAME, which would silently
@@ -45,18 +44,20 @@ WHO = $(if $(filter command line,$(origin AUTHOR)),--author "$(AUTHOR)") \
 .PHONY: setup test run lab export all notebooks clean report submission sweep bench beyond \
 	beyond-notebooks beyond-report
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	# put the project root on the venv's path: notebooks import flows_src from any folder
-	$(PY) -c 'import site, pathlib; pathlib.Path(site.getsitepackages()[0], "flows_lab.pth").write_text("$(CURDIR)\n")'
+	# the project itself, editable (pyproject.toml): notebooks, tools and tests import
+	# flows_src from any folder; offline, with the venv's own setuptools
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 setup: $(STAMP)
 	@bash tools/setup_system.sh
 
+# the tests and the library's docstring examples (pyproject.toml: testpaths, doctests)
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q
 
 run: setup
 	OMP_NUM_THREADS=1 $(PY) tools/notebooks.py run $(NB) $(ARGS)
@@ -77,7 +78,7 @@ SIDE_BY_SIDE = $(if $(filter-out -j1,$(filter -j%,$(MAKEFLAGS))),--quiet)
 # never helped these small models.
 nb-%: setup
 	OMP_NUM_THREADS=1 $(PY) tools/notebooks.py run $* -p seed $(SEED) $(SIDE_BY_SIDE) \
-		$(if $(and $(FORCE),$(filter $*,$(TRAINING))),-p force True) $(if $(FORCE),--replace)
+		$(if $(FORCE),--force)
 nb-flow_matching: nb-normalizing_flow
 
 # the same notebooks with the strong preset, into runs/<notebook>/strong/seed-<s>/.
@@ -86,14 +87,14 @@ nb-flow_matching: nb-normalizing_flow
 STRONG_ARGS_normalizing_flow := -p compile_model False
 strong-%: setup
 	OMP_NUM_THREADS=1 $(PY) tools/notebooks.py run $* -p seed $(SEED) -p preset strong \
-		$(STRONG_ARGS_$*) $(SIDE_BY_SIDE) $(if $(FORCE),-p force True --replace)
+		$(STRONG_ARGS_$*) $(SIDE_BY_SIDE) $(if $(FORCE),--force)
 strong-flow_matching: strong-normalizing_flow
 
 # A spec run that make all left behind is reused (have-%), a missing one is run; make sweep
 # sets SPEC=nb to run them all, side by side with the strong ones.
 SPEC ?= have
 have-%: setup
-	@test -f runs/$*/seed-$(SEED)/metrics.json || $(MAKE) --no-print-directory nb-$*
+	@$(PY) tools/notebooks.py finished $* --seed $(SEED) || $(MAKE) --no-print-directory nb-$*
 
 # the comparison loads the models of both presets
 nb-beyond: $(addprefix $(SPEC)-,$(MODELS)) $(addprefix strong-,$(MODELS))

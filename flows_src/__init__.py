@@ -1,7 +1,13 @@
 """flows_src: normalizing flows and flow matching on the Olympic rings, from scratch.
 
-Floors, each importing only from below: ``rings``, ``config``, ``parameters``, ``runs``,
-``ode`` (primitives); ``normalizing_flow``, ``flow_matching``, ``metrics``, ``plotting``
-(models and measures); ``training`` (a loop that knows neither model family by name);
-``cli`` (the exported scripts' options). Notebooks orchestrate; nothing here imports the tooling.
+Floors, each importing only from its own and those below (tests/test_layers.py keeps this
+true; a new module takes its place on one):
+
+4. experiments: presets, registry
+3. training and measures: training, metrics, plotting, figures, steering
+2. models: couplings, spline, normalizing_flow, ot, flow_matching
+1. primitives: rings, config, parameters, runs, ode, cli
+
+Notebooks, above them all, orchestrate; the tooling (``tools/``, ``bench/``) stands apart:
+nothing here imports it.
 """

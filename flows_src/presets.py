@@ -18,7 +18,7 @@ import os
 import torch
 from torch import Tensor, nn
 
-from flows_src import metrics, rings
+from flows_src import metrics, registry, rings
 from flows_src.config import FMConfig, NFConfig, TrainingConfig, config_from_dict
 from flows_src.flow_matching import VelocityField
 from flows_src.normalizing_flow import NormalizingFlow
@@ -32,8 +32,8 @@ __all__ = ["FAMILIES", "NOTEBOOKS", "PRESETS", "LADDERS", "config", "ladder", "b
 #: The model families and their config classes (``"cfm"``: class-conditional flow matching).
 FAMILIES: dict[str, type[TrainingConfig]] = {"nf": NFConfig, "fm": FMConfig, "cfm": FMConfig}
 
-#: The notebook that trains each family.
-NOTEBOOKS = {"nf": "normalizing_flow", "fm": "flow_matching", "cfm": "conditional_flow_matching"}
+#: The notebook that trains each family (the table of notebooks: :mod:`flows_src.registry`).
+NOTEBOOKS = {nb.family: nb.name for nb in registry.NOTEBOOKS if nb.family is not None}
 
 #: The changes from ``spec`` to ``strong``, one step at a time, per family: (what the step
 #: changes, the fields it sets). Applied in order, every step keeps the ones before it.

@@ -22,13 +22,14 @@ import os
 import pickle
 import tempfile
 import warnings
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 
-__all__ = ["PROJECT_ROOT", "STAGING_ENV", "run_dir", "staging_dir", "atomic_write",
+__all__ = ["PROJECT_ROOT", "STAGING_ENV", "root_dir", "run_dir", "staging_dir", "atomic_write",
            "write_json", "read_json", "save_torch", "load_torch", "CheckpointError",
-           "run_file", "run_metrics"]
+           "run_file", "run_metrics", "ModelRecord", "BeyondRecord", "load_record"]
 
 #: The folder holding ``flows_src/``, ``notebooks/`` and ``runs/``.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +48,15 @@ def staging_dir(path: str | os.PathLike) -> Path:
     return path.with_name(f"{path.name}.in-progress")
 
 
+def root_dir(runs_root: str | os.PathLike = "runs") -> Path:
+    """The runs folder ``runs_root``: a relative one is taken from the project root, so the
+    answer does not depend on the working directory."""
+    if not str(runs_root).strip():
+        raise ValueError("runs_root must name a folder (default 'runs'), got ''")
+    root = Path(runs_root)
+    return root if root.is_absolute() else PROJECT_ROOT / root
+
+
 def run_dir(notebook: str, seed: int, runs_root: str | os.PathLike = "runs",
             preset: str = "spec", create: bool = True) -> Path:
     """The output folder of one notebook run (created unless ``create`` is false):
@@ -59,18 +69,13 @@ def run_dir(notebook: str, seed: int, runs_root: str | os.PathLike = "runs",
     the notebook (:data:`STAGING_ENV` names this folder's :func:`staging_dir`), that is the
     in-progress twin, published under the folder's name once the whole run succeeded.
     """
-    if not str(runs_root).strip():
-        raise ValueError("runs_root must name a folder (default 'runs'), got ''")
     for name, value in (("notebook", notebook), ("preset", preset)):
         if not isinstance(value, str) or not value.strip() or value[0] == "." or any(
                 c in value for c in "/\\"):
             raise ValueError(f"{name} must be a plain folder name, got {value!r}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    root = Path(runs_root)
-    if not root.is_absolute():
-        root = PROJECT_ROOT / root
-    path = root / notebook
+    path = root_dir(runs_root) / notebook
     if preset != "spec":
         path = path / preset
     path = path / f"seed-{seed}"
@@ -83,7 +88,8 @@ def run_dir(notebook: str, seed: int, runs_root: str | os.PathLike = "runs",
 
 
 def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it."""
+    """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it; the
+    file is readable by all, as one written in place would be (not ``mkstemp``'s 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -92,6 +98,7 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -145,6 +152,69 @@ def run_metrics(notebook: str, seed: int, runs_root: str | os.PathLike = "runs",
     return read_json(run_file(notebook, seed, "metrics.json", runs_root, preset))
 
 
+@dataclass(frozen=True)
+class ModelRecord:
+    """The headline numbers of a model notebook's ``metrics.json`` (normalizing flow, flow
+    matching, class-conditional flow matching); ``None`` where a family reports no such
+    number, or the file lacks it.
+
+    Arguments:
+        nll: held-out negative log-likelihood (nats per point; unconditional families).
+        gap: ``nll`` less the data's entropy H, the best any model can do.
+        in_band: the share of samples inside a ring's band.
+        accuracy: the share of class-conditional samples inside their own ring.
+        train_seconds: the training's wall time.
+    """
+
+    nll: float | None = None
+    gap: float | None = None
+    in_band: float | None = None
+    accuracy: float | None = None
+    train_seconds: float | None = None
+
+    @classmethod
+    def from_metrics(cls, metrics: dict) -> ModelRecord:
+        """The record of a ``metrics.json``'s content."""
+        return cls(**{f.name: metrics.get(f.name) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class BeyondRecord:
+    """The headline numbers of the beyond notebook's ``metrics.json``.
+
+    Arguments:
+        targets_met: every strong preset met its acceptance targets.
+        aim_nfe: the fewest function evaluations whose in-band fraction is within 0.01 of
+            Euler with 1,000 steps (the exercise's flow matching model).
+        ot_straightness: the straightness S of the OT-coupled model's paths (0: straight).
+        independent_straightness: S of the independently coupled model's paths.
+    """
+
+    targets_met: bool | None = None
+    aim_nfe: int | None = None
+    ot_straightness: float | None = None
+    independent_straightness: float | None = None
+
+    @classmethod
+    def from_metrics(cls, metrics: dict) -> BeyondRecord:
+        """The record of a ``metrics.json``'s content."""
+        paths = (metrics.get("ot") or {}).get("paths") or {}
+        return cls(targets_met=metrics.get("targets_met"),
+                   aim_nfe=(metrics.get("aim") or {}).get("nfe"),
+                   ot_straightness=(paths.get("OT coupling") or {}).get("straightness"),
+                   independent_straightness=(paths.get("independent coupling") or {}).get(
+                       "straightness"))
+
+
+def load_record(kind: type[ModelRecord] | type[BeyondRecord], notebook: str, seed: int,
+                runs_root: str | os.PathLike = "runs", preset: str = "spec"
+                ) -> ModelRecord | BeyondRecord | None:
+    """The ``kind`` record of a finished run's ``metrics.json``, or ``None`` when the run
+    is missing."""
+    path = run_dir(notebook, seed, runs_root, preset, create=False) / "metrics.json"
+    return kind.from_metrics(read_json(path)) if path.is_file() else None
+
+
 def save_torch(obj, path: str | os.PathLike) -> Path:
     """``torch.save`` atomically (write, fsync, rename)."""
     return atomic_write(Path(path), lambda f: torch.save(obj, f))
@@ -168,3 +238,4 @@ def load_torch(path: str | os.PathLike):
             f"checkpoint {path} cannot be read ({type(error).__name__}: truncated, corrupt "
             "or not written by this project); delete it, or retrain with force "
             "(-p force True, or --force True for a script)") from None
+

@@ -1,15 +1,17 @@
-"""Shared test settings: the project root on the path, and the tiny parameters with which
-every notebook (and its exported script) is run by the tests."""
+"""Shared test settings: the tiny parameters with which every notebook (and its exported
+script) is run by the tests. The project is installed (``pip install -e .``) and pytest puts
+``tools/`` on the path (pyproject.toml), so tests import both as the tools themselves do."""
 
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from flows_src import registry
 
-#: Per notebook: parameters small enough to run the whole notebook in seconds.
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Per notebook: parameters small enough to run the whole notebook in seconds (a notebook
+#: not named here runs with its defaults).
 TINY = {
     "data": {"n_points": 2000},
     "normalizing_flow": {"n_points": 2000, "n_val": 500, "epochs": 1, "compile_model": False,
@@ -22,13 +24,15 @@ TINY = {
                                   "n_per_class": 100, "n_nearest": 500},
 }
 #: The order notebooks run in: a notebook reads the results of those before it.
-ORDER = ["data", "normalizing_flow", "flow_matching", "conditional_flow_matching", "beyond"]
+ORDER = registry.names()
 #: The notebooks that take a preset; beyond loads their runs of both presets.
-PRESET_NOTEBOOKS = ["normalizing_flow", "flow_matching", "conditional_flow_matching"]
-#: Every run the tests make, in order: (notebook, tiny parameters).
-RUNS = ([(name, TINY[name]) for name in ORDER if name != "beyond"]
-        + [(name, {**TINY[name], "preset": "strong"}) for name in PRESET_NOTEBOOKS]
-        + [("beyond", TINY["beyond"])])
+PRESET_NOTEBOOKS = registry.names(preset=True)
+#: Every run the tests make, in order: (notebook, tiny parameters); those that read every
+#: preset's runs (after the last notebook taking a preset) come after the strong runs.
+_AFTER = ORDER.index(PRESET_NOTEBOOKS[-1]) + 1
+RUNS = ([(name, TINY.get(name, {})) for name in ORDER[:_AFTER]]
+        + [(name, {**TINY.get(name, {}), "preset": "strong"}) for name in PRESET_NOTEBOOKS]
+        + [(name, TINY.get(name, {})) for name in ORDER[_AFTER:]])
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +40,6 @@ def papermill_runs(tmp_path_factory):
     """Every notebook run once under papermill with tiny parameters (RUNS), into one runs
     folder (a notebook reads the results of the ones before it); shared by the notebook and
     report tests."""
-    sys.path.insert(0, str(ROOT / "tools"))
     import notebooks as tool
 
     root = tmp_path_factory.mktemp("papermill")

@@ -7,7 +7,6 @@ import sys
 import textwrap
 
 import pytest
-from conftest import ROOT
 
 from flows_src.cli import parse_parameters
 
@@ -45,8 +44,6 @@ def test_help_shows_each_parameters_comment_and_default(capsys):
 def test_a_script_ends_in_one_line(raised, code, line, tmp_path):
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(f"""\
-        import sys
-        sys.path.insert(0, {str(ROOT)!r})
         from flows_src.cli import parse_parameters
         seed = parse_parameters("t", seed=0)
         raise {raised}

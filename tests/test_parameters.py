@@ -3,16 +3,13 @@ model's config, or by flows_src.parameters in the notebook's first code cell."""
 
 import ast
 import dataclasses
-import sys
 
 import pytest
 from conftest import ROOT
 
-from flows_src import presets
+import notebooks as tool
+from flows_src import presets, registry
 from flows_src.parameters import RANGES, Range, check_parameters
-
-sys.path.insert(0, str(ROOT / "tools"))
-import notebooks as tool  # noqa: E402
 
 #: Parameters whose type is all there is to check (the tool and the scripts check types).
 TYPED = {"preset", "compile_model", "force", "runs_root"}
@@ -23,7 +20,7 @@ NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.py"))
 def test_every_parameter_is_checked_by_the_config_or_by_the_notebook(name):
     source = (ROOT / "notebooks" / f"{name}.py").read_text()
     _, defaults = tool.parameters_cell(tool.jupytext.reads(source, fmt="py:percent"))
-    family = {nb: f for f, nb in presets.NOTEBOOKS.items()}.get(name)
+    family = registry.family_of(name)
     fields = ({f.name for f in dataclasses.fields(presets.FAMILIES[family])}
               if family else set())
     calls = [node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)

@@ -16,11 +16,12 @@ import pytest
 from conftest import ORDER, ROOT, RUNS, TINY
 from pypdf import PdfReader
 
-sys.path.insert(0, str(ROOT / "tools"))
-import report  # noqa: E402
-import submission  # noqa: E402
-
-import notebooks as tool  # noqa: E402
+import handin
+import notebooks as tool
+import report
+import report_merge
+import submission
+from flows_src import registry
 
 #: The questions of the exercise (Sec. 3.3 and 4.3), per notebook.
 KNOWN = {
@@ -28,7 +29,7 @@ KNOWN = {
     "flow_matching": ["Q1", "Q2", "Q3", "Q4", "Q5"],
     "conditional_flow_matching": ["Q1", "Q2", "Q3", "Bonus"],
 }
-AUTHOR = report.Author("Ada Lovelace", "ada-test")
+AUTHOR = handin.Author("Ada Lovelace", "ada-test")
 
 
 def _plain(text):
@@ -73,23 +74,21 @@ def test_report_is_a_pdf_within_the_course_limit(built, pages):
 
 
 def test_the_notebooks_hold_the_exercises_questions():
-    names = report.notebook_order()
+    names = report_merge.notebook_order()
     assert {"normalizing_flow", "flow_matching"} <= set(names)
     for name in KNOWN:
         if name in names:
-            headings = report.question_headings(ROOT / "notebooks" / f"{name}.py")
+            headings = report_merge.question_headings(ROOT / "notebooks" / f"{name}.py")
             assert [h.split(":")[0].strip() for h in headings] == KNOWN[name], name
 
 
 def test_report_holds_every_question_heading_in_order(pages):
     text = " ".join(pages)
-    title_end = text.find(_plain(report.TITLE_PAGE_END))
+    title_end = text.find(_plain(report_merge.TITLE_PAGE_END))
     assert title_end >= 0, "the title page is missing"
     cursor = title_end
-    for name in report.notebook_order():
-        if name in report.NOT_IN_REPORT:
-            continue
-        headings = report.question_headings(ROOT / "notebooks" / f"{name}.py")
+    for name in registry.names(report=True):
+        headings = report_merge.question_headings(ROOT / "notebooks" / f"{name}.py")
         assert headings or name not in KNOWN, f"{name} has no question headings"
         for heading in headings:
             words = _plain(heading.split("$")[0])  # math does not survive text extraction
@@ -100,7 +99,7 @@ def test_report_holds_every_question_heading_in_order(pages):
 
 def test_report_has_a_title_page_and_the_ai_use_section(pages):
     assert AUTHOR.name in pages[0] and AUTHOR.username in pages[0]
-    statement = report.ai_statement()
+    statement = handin.ai_statement()
     heading = next(line[2:] for line in statement.splitlines() if line.startswith("# "))
     body = re.sub(r"<!--.*?-->", "", statement, flags=re.DOTALL).split("\n\n")
     paragraph = next(p for p in body if p.strip() and not p.startswith("#"))
@@ -168,16 +167,16 @@ def test_submission_refuses_stale_scripts(tmp_path):
     submission.check_exported(tmp_path)
     stale = tmp_path / "data.py"
     stale.write_text(stale.read_text() + "# edited by hand\n")
-    with pytest.raises(report.ReportError, match=r"exported/ is out of date \(data.py\)"):
+    with pytest.raises(handin.ReportError, match=r"exported/ is out of date \(data.py\)"):
         submission.check_exported(tmp_path)
 
 
 def test_submission_refuses_a_missing_or_foreign_report(built, tmp_path):
     root, _, _ = built
-    with pytest.raises(report.ReportError, match="report.pdf is missing"):
+    with pytest.raises(handin.ReportError, match="report.pdf is missing"):
         submission.build(tmp_path, author=AUTHOR, quiet=True, check_scripts=False)
-    with pytest.raises(report.ReportError, match="names another author"):
-        submission.build(root, author=report.Author("Someone Else", "else"), quiet=True,
+    with pytest.raises(handin.ReportError, match="names another author"):
+        submission.build(root, author=handin.Author("Someone Else", "else"), quiet=True,
                          out=tmp_path / "else.zip", check_scripts=False)
 
 
@@ -191,17 +190,17 @@ def test_report_fails_in_one_line_without_a_run(tmp_path, capsys):
 def test_author_comes_from_the_config_file_and_make_variables(tmp_path):
     config = tmp_path / "author.toml"
     config.write_text('name = "Grace Hopper"\nusername = "grace"\n')
-    assert report.load_author(config) == report.Author("Grace Hopper", "grace")
-    assert report.load_author(config, username="gh") == report.Author("Grace Hopper", "gh")
-    assert report.load_author(tmp_path / "none.toml").is_placeholder
-    assert submission.zip_name(report.Author("A B", "a/b c")) == "a_b_c-ex2.zip"
+    assert handin.load_author(config) == handin.Author("Grace Hopper", "grace")
+    assert handin.load_author(config, username="gh") == handin.Author("Grace Hopper", "gh")
+    assert handin.load_author(tmp_path / "none.toml").is_placeholder
+    assert submission.zip_name(handin.Author("A B", "a/b c")) == "a_b_c-ex2.zip"
 
 
 def test_ai_markers_are_found_in_the_code_and_not_in_the_exported_header(tmp_path):
     code = tmp_path / "x.py"
     code.write_text(tool.export_text("data") + "# AI-ASSISTED: ChatGPT wrote f; tested\n"
                     "def f():\n    return 1  # AI-ASSISTED: Copilot completed this line\n")
-    found = report.ai_markers([code], tmp_path)
+    found = handin.ai_markers([code], tmp_path)
     assert [(n, what) for _, n, what in found] == [
         (len(code.read_text().splitlines()) - 2, "ChatGPT wrote f; tested"),
         (len(code.read_text().splitlines()), "Copilot completed this line")]
@@ -225,7 +224,7 @@ def test_report_text_names_no_local_path_and_no_variable(built, pages):
         assert path not in text, f"the report shows a local path ({path})"
     # a markdown cell cannot see a variable: a parameter's name in the text is an unfilled
     # value (the notebooks print computed values from code instead)
-    names = {name for nb in report.notebook_order() if nb not in report.NOT_IN_REPORT
+    names = {name for nb in registry.names(report=True)
              for name in tool.parameters_cell(tool.jupytext.read(
                  ROOT / "notebooks" / f"{nb}.py"))[1] if "_" in name}
     found = sorted(n for n in names if re.search(rf"\b{n}\b", text))
@@ -243,7 +242,7 @@ def test_beyond_pdf_has_its_own_title_page_and_no_hand_in_sections(built, tmp_pa
     pdf = report.build(root, seed=0, notebooks=["beyond"], out=tmp_path / "beyond.pdf",
                        author=AUTHOR, max_pages=40, quiet=True)
     pages = [_plain(p.extract_text()) for p in PdfReader(pdf).pages]
-    assert _words(report.BEYOND_TITLE) in _words(pages[0])
+    assert _words(report_merge.BEYOND_TITLE) in _words(pages[0])
     assert "not part of the hand-in report" in pages[0]
     assert _words("Parts of the handed-in code marked") not in _words(" ".join(pages))
 
@@ -251,7 +250,7 @@ def test_beyond_pdf_has_its_own_title_page_and_no_hand_in_sections(built, tmp_pa
 def _copy_runs(root, target):
     """The executed notebooks of ``root``'s seed-0 runs of the hand-in's notebooks, and its
     report, copied under ``target``."""
-    for name in report.HANDIN:
+    for name in registry.names(handin=True):
         folder = target / name / "seed-0"
         folder.mkdir(parents=True)
         source = root / name / "seed-0" / f"{name}.ipynb"
@@ -283,10 +282,10 @@ def test_report_and_submission_refuse_a_notebook_holding_an_error(fault, needle,
         del nb.metadata["papermill"]
     nbformat.write(nb, path)
     expected = re.escape(str(path)) + " " + needle
-    with pytest.raises(report.ReportError, match=expected):
+    with pytest.raises(handin.ReportError, match=expected):
         report.build(runs, seed=0, author=AUTHOR, quiet=True)
     assert not (runs / "report" / "seed-0" / "report.html").exists()  # refused before rendering
-    with pytest.raises(report.ReportError, match=expected):
+    with pytest.raises(handin.ReportError, match=expected):
         submission.build(runs, seed=0, author=AUTHOR, quiet=True, check_scripts=False,
                          draft=True)
     assert not (runs / "submission").exists()
@@ -295,18 +294,18 @@ def test_report_and_submission_refuse_a_notebook_holding_an_error(fault, needle,
 def test_submission_refuses_placeholders_unless_a_draft_is_asked_for(built, tmp_path,
                                                                      monkeypatch, capsys):
     root = built[0]
-    monkeypatch.setattr(report, "ai_statement", lambda: f"# Use\n{report.PLACEHOLDER_AI_USE}\n")
-    with pytest.raises(report.ReportError, match=r"^not ready to hand in: AI_USE.md still "
+    monkeypatch.setattr(handin, "ai_statement", lambda: f"# Use\n{handin.PLACEHOLDER_AI_USE}\n")
+    with pytest.raises(handin.ReportError, match=r"^not ready to hand in: AI_USE.md still "
                        r"holds the placeholder .*make submission DRAFT=1, or --draft\)$"):
         submission.build(root, seed=0, author=AUTHOR, out=tmp_path / "x.zip",
                          check_scripts=False)
     assert not (tmp_path / "x.zip").exists()
-    placeholder = report.Author(**report.PLACEHOLDER_AUTHOR)
-    with pytest.raises(report.ReportError, match="placeholder author"):
+    placeholder = handin.Author(**handin.PLACEHOLDER_AUTHOR)
+    with pytest.raises(handin.ReportError, match="placeholder author"):
         submission.check_placeholders(placeholder, draft=False, quiet=True)
     submission.build(root, seed=0, author=AUTHOR, out=tmp_path / "x.zip",
                      check_scripts=False, draft=True)
     assert (tmp_path / "x.zip").is_file()
     assert "warning (draft): AI_USE.md still holds" in capsys.readouterr().err
-    monkeypatch.setattr(report, "ai_statement", lambda: "# Use\nI used no tool.\n")
+    monkeypatch.setattr(handin, "ai_statement", lambda: "# Use\nI used no tool.\n")
     submission.check_placeholders(AUTHOR, draft=False, quiet=True)  # a real statement passes

@@ -15,12 +15,10 @@ import time
 import pytest
 from conftest import ROOT, TINY
 
+import notebooks as tool
+import report
+import report_merge
 from flows_src.runs import STAGING_ENV, run_dir, staging_dir
-
-sys.path.insert(0, str(ROOT / "tools"))
-import report  # noqa: E402
-
-import notebooks as tool  # noqa: E402
 
 NF = "normalizing_flow"
 
@@ -115,7 +113,8 @@ def test_the_published_notebook_records_its_settings_and_names_its_final_folder(
     assert ".in-progress" not in text
     recorded = json.loads(text)["metadata"]["flows_lab"]["parameters"]
     assert recorded["epochs"] == 1 and recorded["lr"] is None  # None: the preset's
-    assert report.unfinished(json.loads(text, object_hook=report.nbformat.NotebookNode)) is None
+    nb = json.loads(text, object_hook=report_merge.nbformat.NotebookNode)
+    assert report_merge.unfinished(nb) is None
 
 
 @pytest.mark.parametrize("name, more, needle", [

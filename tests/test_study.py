@@ -2,15 +2,12 @@
 share one local storage; the report marks the best trade-offs (the Pareto front)."""
 
 import json
-import sys
 
 import numpy as np
 import optuna
 import pytest
-from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "tools"))
-import study as tool  # noqa: E402
+import study as tool
 
 #: A study small enough for seconds: 1,000 points, one epoch (a budget far below one epoch's
 #: time), a few hundred samples scored.

@@ -1,16 +1,13 @@
 """make sweep's summary: every metric per seed, mean and sample std, missing runs marked; the
 report includes the rows of its own presets."""
 
+import dataclasses
 import math
-import sys
 
-from conftest import ROOT
-
-from flows_src.runs import run_dir, write_json
-
-sys.path.insert(0, str(ROOT / "tools"))
-import report  # noqa: E402
-import sweep  # noqa: E402
+import report_merge
+import sweep
+from flows_src import registry
+from flows_src.runs import BeyondRecord, ModelRecord, load_record, run_dir, write_json
 
 
 def _runs(root, values):
@@ -38,13 +35,32 @@ def test_summary_is_mean_and_sample_std_per_metric_with_missing_runs_marked(tmp_
 
 
 def test_report_shows_the_sweep_of_its_presets_only(tmp_path):
-    assert report.sweep_section(tmp_path, handin=True) is None  # no sweep yet
+    assert report_merge.sweep_section(tmp_path, handin=True) is None  # no sweep yet
     _runs(tmp_path, {0: (2.0, 0.2), 1: (2.2, 0.3)})
     write_json(run_dir("beyond", 0, tmp_path) / "metrics.json", {"targets_met": True})
     sweep.main(["--seeds", "0", "1", "--runs-root", str(tmp_path)])
-    handin = report.sweep_section(tmp_path, handin=True)
+    handin = report_merge.sweep_section(tmp_path, handin=True)
     assert "seeds 0, 1" in handin and "NF held-out NLL" in handin
     assert "strong" not in handin and "targets met" not in handin
     assert "FM held-out" not in handin  # no run of it: no row of dashes
-    beyond = report.sweep_section(tmp_path, handin=False)
+    beyond = report_merge.sweep_section(tmp_path, handin=False)
     assert "strong NF gap" in beyond and "targets met" in beyond
+
+
+def test_every_metric_is_a_field_of_its_notebooks_run_record():
+    for metric in sweep.METRICS:
+        registry.get(metric.notebook)
+        assert metric.field in {f.name for f in dataclasses.fields(metric.record)}, metric
+
+
+def test_a_run_record_reads_metrics_json(tmp_path):
+    write_json(run_dir("beyond", 0, tmp_path) / "metrics.json", {
+        "targets_met": True, "aim": {"nfe": 24}, "nll": [{"solver": "euler"}],
+        "ot": {"paths": {"OT coupling": {"straightness": 0.1},
+                         "independent coupling": {"straightness": 0.4}}}})
+    assert load_record(BeyondRecord, "beyond", 0, tmp_path) == BeyondRecord(True, 24, 0.1, 0.4)
+    write_json(run_dir("flow_matching", 0, tmp_path) / "metrics.json",
+               {"nll": 2.0, "gap": 0.4, "in_band": 0.8, "config": {"lr": 1e-3}})
+    record = load_record(ModelRecord, "flow_matching", 0, tmp_path)
+    assert record == ModelRecord(nll=2.0, gap=0.4, in_band=0.8)
+    assert load_record(ModelRecord, "flow_matching", 1, tmp_path) is None

@@ -47,16 +47,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import optuna  # tooling only
+import torch
+
+from create_data import create_olympic_rings, create_unconditional_olympic_rings
+from flows_src import metrics, presets
+from flows_src.training import NonFiniteLossError, TrainingStep, train
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import optuna  # noqa: E402 - tooling only
-import torch  # noqa: E402
-
-from create_data import create_olympic_rings, create_unconditional_olympic_rings  # noqa: E402
-from flows_src import metrics, presets  # noqa: E402
-from flows_src.training import NonFiniteLossError, TrainingStep, train  # noqa: E402
 
 #: The reserved name in a search space for the share of the budget spent training.
 SHARE = "train_share"

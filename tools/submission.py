@@ -24,10 +24,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import report  # noqa: E402 - tools/ is on the path only now
-from report import ROOT, Author, ReportError  # noqa: E402
+import handin
+import notebooks as tool
+from flows_src import registry
+from flows_src.runs import atomic_write, root_dir
+from handin import ROOT, Author, ReportError
+from report import MAX_PAGES, report_path
+from report_merge import executed_notebook, load_executed, notebook_order
 
 #: Libraries the course allows the handed-in code to use (Sec. 5.1): their pins are shipped.
 ALLOWED = {"torch", "numpy", "matplotlib", "tqdm", "pandas", "plotly", "tensorboard", "wandb"}
@@ -39,7 +42,7 @@ def zip_name(author: Author) -> str:
 
 
 def submission_path(runs_root: str | os.PathLike, author: Author) -> Path:
-    return report.resolve_root(runs_root) / "submission" / zip_name(author)
+    return root_dir(runs_root) / "submission" / zip_name(author)
 
 
 def shipped_requirements(path: Path = ROOT / "requirements.txt") -> str:
@@ -118,14 +121,14 @@ report's last section describe how the tools were used. {marked}
 
 def entries(author: Author, seed: int, pdf: Path) -> dict[str, bytes]:
     """``name in the zip -> content``, in the zip's order."""
-    files = report.shipped_files()
-    scripts = [ROOT / "exported" / f"{n}.py" for n in report.notebook_order(
+    files = handin.shipped_files()
+    scripts = [ROOT / "exported" / f"{n}.py" for n in notebook_order(
         [p.stem for p in (ROOT / "exported").glob("*.py")])]
-    markers = report.ai_markers(files)
+    markers = handin.ai_markers(files)
     content = {
         "README.md": readme(author, seed, scripts, markers).encode(),
         "report.pdf": pdf.read_bytes(),
-        "AI_USE.md": report.AI_USE_FILE.read_bytes(),
+        "AI_USE.md": handin.AI_USE_FILE.read_bytes(),
         "requirements.txt": shipped_requirements().encode(),
     }
     for path in files:
@@ -144,17 +147,16 @@ def check_report(pdf: Path, author: Author, runs_root: Path, seed: int) -> None:
     from pypdf import PdfReader
 
     reader = PdfReader(pdf)
-    if len(reader.pages) > report.MAX_PAGES:
-        raise ReportError(f"{pdf} has {len(reader.pages)} pages, more than {report.MAX_PAGES}")
+    if len(reader.pages) > MAX_PAGES:
+        raise ReportError(f"{pdf} has {len(reader.pages)} pages, more than {MAX_PAGES}")
     first = " ".join(reader.pages[0].extract_text().split())
     if author.username not in first:
         raise ReportError(f"{pdf} names another author: rebuild it (make report with the same "
                           "AUTHOR= and USERNAME=)")
-    names = [n for n in report.notebook_order() if n not in report.NOT_IN_REPORT]
+    names = registry.names(report=True)
     for name in names:  # a run that failed or is unfinished is no answer to hand in
-        report.load_executed(runs_root, name, seed)
-    inputs = [report.AI_USE_FILE] + [
-        p for n in names for p in [runs_root / n / f"seed-{seed}" / f"{n}.ipynb"]]
+        load_executed(runs_root, name, seed)
+    inputs = [handin.AI_USE_FILE] + [executed_notebook(runs_root, n, seed) for n in names]
     newer = [p for p in inputs if p.stat().st_mtime > pdf.stat().st_mtime]
     if newer:
         raise ReportError(f"{pdf} is older than {newer[0]}: rebuild it (make report)")
@@ -162,8 +164,6 @@ def check_report(pdf: Path, author: Author, runs_root: Path, seed: int) -> None:
 
 def check_exported(exported: Path = ROOT / "exported") -> None:
     """``exported`` holds what ``make export`` writes from the notebooks now."""
-    import notebooks as tool
-
     with tempfile.TemporaryDirectory() as tmp:
         tool.export(Path(tmp))
         fresh = {p.name: p.read_text() for p in Path(tmp).glob("*.py")}
@@ -177,7 +177,7 @@ def check_exported(exported: Path = ROOT / "exported") -> None:
 def check_placeholders(author: Author, draft: bool, quiet: bool) -> list[str]:
     """Refuse the placeholder author or AI statement, unless a ``draft`` is asked for;
     return what is still a placeholder."""
-    problems = report.placeholder_warnings(author, report.ai_statement())
+    problems = handin.placeholder_warnings(author, handin.ai_statement())
     if problems and not draft:
         raise ReportError(f"not ready to hand in: {'; '.join(problems)} (a draft zip anyway: "
                           "make submission DRAFT=1, or --draft)")
@@ -193,9 +193,9 @@ def build(runs_root: str | os.PathLike = "runs", seed: int = 0, author: Author |
     """Check the report, its executed notebooks and (unless ``check_scripts`` is false) that
     ``exported/`` is up to date, and that no placeholder is left (unless ``draft``), then
     write the zip; return its path."""
-    author = author or report.load_author()
-    root = report.resolve_root(runs_root)
-    pdf = report.report_path(runs_root, seed)
+    author = author or handin.load_author()
+    root = root_dir(runs_root)
+    pdf = report_path(runs_root, seed)
     check_report(pdf, author, root, seed)
     if check_scripts:
         check_exported()
@@ -204,22 +204,17 @@ def build(runs_root: str | os.PathLike = "runs", seed: int = 0, author: Author |
         out = submission_path(runs_root, author)
         if problems:  # a draft's name says so: it is never handed in by mistake
             out = out.with_name(f"{out.stem}-DRAFT{out.suffix}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-            for name, data in entries(author, seed, pdf).items():
+    content = entries(author, seed, pdf)
+
+    def write(file) -> None:
+        with zipfile.ZipFile(file, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+            for name, data in content.items():
                 info = zipfile.ZipInfo(name, ZIP_TIME)
                 info.external_attr = 0o644 << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
                 archive.writestr(info, data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    out = atomic_write(out, write)
     if not quiet:
         with zipfile.ZipFile(out) as archive:
             count = len(archive.namelist())
@@ -239,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         build(args.runs_root, args.seed,
-              report.load_author(name=args.author, username=args.username), args.out,
+              handin.load_author(name=args.author, username=args.username), args.out,
               draft=args.draft)
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -15,56 +15,69 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from flows_src import registry
+from flows_src.runs import BeyondRecord, ModelRecord, load_record, root_dir, write_json
 
-from flows_src.runs import read_json, run_dir, write_json  # noqa: E402
+NF, FM, CFM = (registry.notebook_of(family) for family in ("nf", "fm", "cfm"))
+BEYOND = registry.get("beyond").name
 
-#: (notebook, preset, key path in metrics.json, label) of every metric the summary reports.
+
+class Metric(NamedTuple):
+    """One row of the summary: a field of the notebook's run record
+    (:class:`~flows_src.runs.ModelRecord`, or :class:`~flows_src.runs.BeyondRecord` for the
+    beyond notebook), with the preset of the runs it is read from."""
+
+    notebook: str
+    preset: str
+    field: str
+    label: str
+
+    @property
+    def record(self) -> type[ModelRecord] | type[BeyondRecord]:
+        return BeyondRecord if self.notebook == BEYOND else ModelRecord
+
+
+#: Every metric the summary reports, in its order.
 METRICS = [
-    ("normalizing_flow", "spec", ("nll",), "NF held-out NLL (nats)"),
-    ("normalizing_flow", "spec", ("gap",), "NF gap NLL - H (nats)"),
-    ("normalizing_flow", "spec", ("in_band",), "NF in-band fraction"),
-    ("normalizing_flow", "spec", ("train_seconds",), "NF training time (s)"),
-    ("flow_matching", "spec", ("nll",), "FM held-out NLL (nats)"),
-    ("flow_matching", "spec", ("gap",), "FM gap NLL - H (nats)"),
-    ("flow_matching", "spec", ("in_band",), "FM in-band fraction (dt = 1/1000)"),
-    ("flow_matching", "spec", ("train_seconds",), "FM training time (s)"),
-    ("conditional_flow_matching", "spec", ("accuracy",), "CFM conditional accuracy"),
-    ("conditional_flow_matching", "spec", ("in_band",), "CFM in-band fraction"),
-    ("conditional_flow_matching", "spec", ("train_seconds",), "CFM training time (s)"),
-    ("normalizing_flow", "strong", ("gap",), "strong NF gap NLL - H (nats)"),
-    ("normalizing_flow", "strong", ("in_band",), "strong NF in-band fraction"),
-    ("normalizing_flow", "strong", ("train_seconds",), "strong NF training time (s)"),
-    ("flow_matching", "strong", ("gap",), "strong FM gap NLL - H (nats)"),
-    ("flow_matching", "strong", ("in_band",), "strong FM in-band fraction"),
-    ("flow_matching", "strong", ("train_seconds",), "strong FM training time (s)"),
-    ("conditional_flow_matching", "strong", ("accuracy",), "strong CFM conditional accuracy"),
-    ("conditional_flow_matching", "strong", ("train_seconds",),
-     "strong CFM training time (s)"),
-    ("beyond", "spec", ("targets_met",), "strong presets: all targets met (1 = yes)"),
-    ("beyond", "spec", ("aim", "nfe"), "fewest NFE within 0.01 of Euler-1000 (spec FM)"),
-    ("beyond", "spec", ("ot", "paths", "OT coupling", "straightness"),
-     "OT-CFM straightness S"),
-    ("beyond", "spec", ("ot", "paths", "independent coupling", "straightness"),
-     "independent-coupling straightness S"),
+    Metric(NF, "spec", "nll", "NF held-out NLL (nats)"),
+    Metric(NF, "spec", "gap", "NF gap NLL - H (nats)"),
+    Metric(NF, "spec", "in_band", "NF in-band fraction"),
+    Metric(NF, "spec", "train_seconds", "NF training time (s)"),
+    Metric(FM, "spec", "nll", "FM held-out NLL (nats)"),
+    Metric(FM, "spec", "gap", "FM gap NLL - H (nats)"),
+    Metric(FM, "spec", "in_band", "FM in-band fraction (dt = 1/1000)"),
+    Metric(FM, "spec", "train_seconds", "FM training time (s)"),
+    Metric(CFM, "spec", "accuracy", "CFM conditional accuracy"),
+    Metric(CFM, "spec", "in_band", "CFM in-band fraction"),
+    Metric(CFM, "spec", "train_seconds", "CFM training time (s)"),
+    Metric(NF, "strong", "gap", "strong NF gap NLL - H (nats)"),
+    Metric(NF, "strong", "in_band", "strong NF in-band fraction"),
+    Metric(NF, "strong", "train_seconds", "strong NF training time (s)"),
+    Metric(FM, "strong", "gap", "strong FM gap NLL - H (nats)"),
+    Metric(FM, "strong", "in_band", "strong FM in-band fraction"),
+    Metric(FM, "strong", "train_seconds", "strong FM training time (s)"),
+    Metric(CFM, "strong", "accuracy", "strong CFM conditional accuracy"),
+    Metric(CFM, "strong", "train_seconds", "strong CFM training time (s)"),
+    Metric(BEYOND, "spec", "targets_met", "strong presets: all targets met (1 = yes)"),
+    Metric(BEYOND, "spec", "aim_nfe", "fewest NFE within 0.01 of Euler-1000 (spec FM)"),
+    Metric(BEYOND, "spec", "ot_straightness", "OT-CFM straightness S"),
+    Metric(BEYOND, "spec", "independent_straightness", "independent-coupling straightness S"),
 ]
 
 
 def collect(runs_root: Path, seeds: list[int]) -> list[dict]:
     """One row per metric: its value per seed (None where the run is missing)."""
     rows = []
-    for notebook, preset, keys, label in METRICS:
+    for metric in METRICS:
         values = []
         for seed in seeds:
-            path = run_dir(notebook, seed, runs_root, preset, create=False) / "metrics.json"
-            value = read_json(path) if path.is_file() else None
-            for key in keys:
-                value = value.get(key) if isinstance(value, dict) else None
-            values.append(value)
-        rows.append({"notebook": notebook, "preset": preset, "metric": label,
-                     "values": values})
+            record = load_record(metric.record, metric.notebook, seed, runs_root,
+                                 metric.preset)
+            values.append(None if record is None else getattr(record, metric.field))
+        rows.append({"notebook": metric.notebook, "preset": metric.preset,
+                     "metric": metric.label, "values": values})
     return rows
 
 
@@ -92,7 +105,7 @@ def markdown(rows: list[dict], seeds: list[int]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
-    parser.add_argument("--runs-root", type=Path, default=ROOT / "runs")
+    parser.add_argument("--runs-root", type=root_dir, default=root_dir("runs"))
     args = parser.parse_args(argv)
     rows = collect(args.runs_root, args.seeds)
     missing = [(r["metric"], s) for r in rows for s, v in zip(args.seeds, r["values"])
