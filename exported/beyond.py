@@ -59,8 +59,10 @@ from flows_src.config import FMConfig
 from flows_src.flow_matching import VelocityField
 from flows_src.ode import METHODS, log_prob, nfe_sweep
 from flows_src.parameters import check_parameters
-from flows_src.runs import run_dir, write_json
+from flows_src.runs import read_json, run_dir, study_dir, write_json
 from flows_src.training import train_or_load, validation
+
+plotting.use_print_style()
 
 check_parameters(seed=seed, n_points=n_points, n_val=n_val, n_eval=n_eval, n_nll=n_nll,
                  n_show=n_show, grid_resolution=grid_resolution, ladder_epochs=ladder_epochs,
@@ -69,7 +71,8 @@ out = run_dir("beyond", seed, runs_root)
 FAMILY_NAMES = {"nf": "normalizing flow", "fm": "flow matching",
                 "cfm": "conditional flow matching"}
 runs = {(family, preset): presets.load_run(family, seed, runs_root, preset)
-        for family in FAMILY_NAMES for preset in presets.PRESETS}
+        for preset in presets.PRESETS for family in FAMILY_NAMES
+        if family in presets.PRESETS[preset]}
 model, fm_history, _ = runs["fm", "spec"]  # the exercise's flow-matching model
 fm_epochs = fm_history.epochs[-1]["epoch"]
 
@@ -82,7 +85,7 @@ x_0 = torch.randn(n_eval, 2, generator=torch.Generator().manual_seed(seed + 200)
 # ## Spec against strong
 # What the model notebooks measured for each preset (held-out NLL and its gap to the data
 # entropy $H$, the in-band fraction of 10,000 samples with the exercise's sampler, the
-# conditional accuracy), the training time on one core, and the strong preset's targets.
+# conditional accuracy), the training time on one core, and the stronger presets' targets.
 
 H = rings.data_entropy()
 rows, targets = [], []
@@ -90,23 +93,21 @@ for (family, preset), (m, history, result) in runs.items():
     rows.append([FAMILY_NAMES[family], preset, sum(p.numel() for p in m.parameters()),
                  history.epochs[-1]["epoch"], history.train_seconds, result.get("nll", "—"),
                  result.get("gap", "—"), result["in_band"], result.get("accuracy", "—")])
-    if preset == "strong":
-        checks = presets.check_targets(family, {**result,
-                                                "train_seconds": history.train_seconds})
-        targets += [[FAMILY_NAMES[family], c["measure"], c["target"], c["value"],
-                     "met" if c["met"] else "NOT met"] for c in checks]
+    checks = presets.check_targets(family, preset, {**result,
+                                                    "train_seconds": history.train_seconds})
+    targets += [[f"{FAMILY_NAMES[family]}, {preset}", c["measure"], c["target"], c["value"],
+                 "met" if c["met"] else "NOT met"] for c in checks]
 print(metrics.format_table(rows, ["model", "preset", "parameters", "epochs", "train s",
                                   "NLL", "gap to H", "in-band", "cond. accuracy"]))
 print(f"\ndata entropy H = {H:.4f} nats\n")
-print(metrics.format_table(targets, ["strong model", "measure", "target", "value", ""]))
+print(metrics.format_table(targets, ["model", "measure", "target", "value", ""]))
 print(f"\n{sum(t[-1] == 'met' for t in targets)} of {len(targets)} targets met.")
 
-# The strong presets' changes to the exercise's configuration:
+# Each stronger preset, and how it differs from the exercise's configuration:
 
-for family in FAMILY_NAMES:
-    changed = presets.PRESETS["strong"][family]
-    print(f"{FAMILY_NAMES[family]}: " + ", ".join(
-        f"{k} = {v}" for k, v in changed.items() if k != "n_classes"))
+for (_, preset), (m, _, _) in runs.items():
+    if preset != "spec":
+        print(f"[{preset}] " + presets.describe(m.config) + "\n")
 
 # ### Samples and log-density
 # `n_show` samples of each unconditional model (the flow matching ones with the exercise's
@@ -116,9 +117,11 @@ for family in FAMILY_NAMES:
 # divergence). One colour scale for all four, spanning 8 nats below the highest value; a
 # perfect model would be $-H$ on the bands and $-\infty$ off them.
 
-unconditional = [(family, preset) for family in ("nf", "fm") for preset in presets.PRESETS]
+unconditional = [(family, preset) for family in ("nf", "fm") for preset in presets.PRESETS
+                 if (family, preset) in runs]
+SHORT = {"nf": "NF", "fm": "FM", "cfm": "CFM"}
 xlim, ylim = (-2.6, 2.6), (-2.9, 2.6)  # one view for every panel below
-fig, axes = plotting.panels(4, size=3.0, cols=4)
+fig, axes = plotting.panels(len(unconditional), cols=3, height=2.2)
 for ax, (family, preset) in zip(axes, unconditional):
     m = runs[family, preset][0]
     generator = torch.Generator().manual_seed(seed + 300)
@@ -126,7 +129,7 @@ for ax, (family, preset) in zip(axes, unconditional):
         shown = (m.sample(n_show, generator) if family == "nf" else
                  m.sample(n_show, generator=generator).y)
     plotting.bands(ax, standardizer)
-    plotting.points(ax, shown, s=1, title=f"{FAMILY_NAMES[family]}, {preset}\nin-band "
+    plotting.points(ax, shown, s=1, title=f"{SHORT[family]} {preset}: in-band "
                     f"{metrics.in_band_fraction(shown, standardizer):.3f}")
     ax.set(xlim=xlim, ylim=ylim)
 fig.suptitle(f"{n_show:,} samples per model")
@@ -142,11 +145,11 @@ for family, preset in unconditional:
     else:
         grids[family, preset] = metrics.log_prob_grid(
             lambda p, m=m: m.log_prob(p, dt=0.02), xlim, ylim, grid_resolution)
-top = max(grid.max() for _, _, grid in grids.values())  # one colour scale for all four
-fig, axes = plotting.panels(4, size=3.0, cols=4)
+top = max(grid.max() for _, _, grid in grids.values())  # one colour scale for every map
+fig, axes = plotting.panels(len(grids), cols=3, size=2.1, height=2.2)
 for ax, ((family, preset), (xs, ys, grid)) in zip(axes, grids.items()):
     image = plotting.density(ax, xs, ys, grid, vmin=top - 8, vmax=top,
-                             title=f"{FAMILY_NAMES[family]}, {preset}")
+                             title=f"{SHORT[family]} {preset}")
     plotting.bands(ax, standardizer, color="w")
 fig.colorbar(image, ax=axes, label="log p(x) (nats)", shrink=0.8)
 fig.suptitle("log p(x): normalizing flows exact, flow matching by the ODE likelihood")
@@ -255,10 +258,11 @@ print(metrics.format_table(steady_rows, ["model", "preset", "epochs", "rises",
                                          "largest rise", "worst batch",
                                          "worst - median", "steps clipped", "skipped"]))
 
-fig, axes = plotting.panels(3, size=3.4, cols=3)
+fig, axes = plotting.panels(3, height=2.6, share=False)
 for ax, family in zip(axes, ("nf", "fm")):
     plotting.loss_per_epoch(ax, {preset: runs[family, preset][1].epochs
-                                 for preset in presets.PRESETS}, title=FAMILY_NAMES[family])
+                                 for preset in presets.PRESETS if (family, preset) in runs},
+                            title=FAMILY_NAMES[family])
 nf_strong = runs["nf", "strong"][1]
 plotting.batch_losses(axes[2], nf_strong.batch_loss,
                       steps_per_epoch=len(nf_strong.batch_loss) // nf_strong.epochs[-1]["epoch"],
@@ -341,7 +345,7 @@ print(f"The OT model trained for {ot_epochs} epoch(s) ({ot_history.train_seconds
       f"the independent-coupling model for {fm_epochs}.")
 
 latents = torch.as_tensor(rings.spread_latents(10), dtype=torch.float32)
-fig, axes = plotting.panels(2, size=3.6)
+fig, axes = plotting.panels(2, size=3.1)
 straight = {}
 for ax, (name, m) in zip(axes, models.items()):
     path = m.sample_from(latents, return_intermediates=True)
@@ -389,6 +393,40 @@ print(f"figures and metrics in {out}")
 # grid loses. The two models need not be trained equally long (their epochs are printed
 # above): when the OT model had fewer, a lower in-band fraction at 1,000 steps says more about
 # its training than about the coupling, while its paths' shape is what the coupling changes.
+
+# ## Studies: quality against training time
+# The presets are points in a trade-off between how good a model gets and how long it
+# trains. `make study NAME=<study>` searches that trade-off with Optuna (`tools/study.py`:
+# the search spaces and the objective live in the repository; the README says how to run
+# one, and how several workers or machines share a study). Each trial trains through the
+# library within a wall-clock budget and is scored as the model notebooks score: the
+# shortfall from a perfect model, $1 - \text{in-band} + \text{gap}$ (for the conditional
+# model $1 - \text{accuracy}$), against the training seconds. The front of best trade-offs
+# is drawn as a line, and this seed's preset runs as stars.
+
+STUDIES = {"nf-affine": "nf", "nf-spline": "nf", "fm": "fm", "cfm": "cfm"}
+studies = {}
+for name in STUDIES:
+    path = study_dir(name, runs_root) / "trials.json"
+    if path.is_file():
+        studies[name] = read_json(path)["rows"]
+    else:
+        print(f"study {name}: not run here (make study NAME={name})")
+if studies:
+    fig, axes = plotting.panels(len(studies), cols=min(len(studies), 2), height=2.4,
+                                share=False)
+    for ax, (name, rows) in zip(axes, studies.items()):
+        plotting.study_front(ax, rows, title=f"study {name}: {len(rows)} trials")
+        for (family, preset), (_, history, result) in runs.items():
+            if family == STUDIES[name] and preset != "spec":
+                ax.scatter(history.train_seconds, metrics.shortfall(result), marker="*",
+                           s=120, zorder=5, label=f"preset {preset} (this seed)")
+        ax.legend()
+    plotting.finish(fig, out / "beyond_studies.png")
+    for name, rows in studies.items():
+        front = sorted((r for r in rows if r["pareto"]), key=lambda r: r["train_seconds"])
+        print(f"study {name}, the front: " + "; ".join(
+            f"{r['train_seconds']:.0f} s -> {r['shortfall']:.3f}" for r in front))
 
 # ## Limits
 # One seed's models with point estimates: the spread over seeds comes from `make sweep`

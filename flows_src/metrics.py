@@ -37,7 +37,7 @@ from flows_src.training import History
 __all__ = ["nll", "in_band_fraction", "ring_shares", "ring_balance", "conditional_accuracy",
            "quality", "format_quality", "log_prob_grid", "format_table", "path_length_ratio",
            "path_shape", "sliced_wasserstein", "straightness", "steadiness", "class_check",
-           "misses"]
+           "misses", "shortfall"]
 
 
 def _numpy(points: Tensor | np.ndarray) -> np.ndarray:
@@ -142,6 +142,20 @@ def quality(samples: Tensor | np.ndarray, data: Tensor | np.ndarray,
     if nll_value is not None:
         result.update(nll=nll_value, gap=nll_value - result["entropy"])
     return result
+
+
+def shortfall(result: dict) -> float:
+    """One number for how far a model is from perfect (0), as the studies rank models:
+    ``1 - accuracy`` for a class-conditional model's ``result`` (it has ``"accuracy"``),
+    else ``1 - in-band + gap`` (a share of samples plus nats: both 0 at the data's limit).
+
+    Example:
+        >>> [round(shortfall(r), 6) for r in ({"in_band": 0.9, "gap": 0.2}, {"accuracy": 0.98})]
+        [0.3, 0.02]
+    """
+    if result.get("accuracy") is not None:
+        return 1.0 - result["accuracy"]
+    return 1.0 - result["in_band"] + result["gap"]
 
 
 def _cell(value: object) -> str:

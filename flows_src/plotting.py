@@ -24,10 +24,11 @@ from flows_src.rings import CENTERS, COLOURS, PROBE_INSIDE, RADIUS, THICKNESS, S
 from flows_src.runs import atomic_write
 
 __all__ = [
-    "PRINT_STYLE", "PRINT_WIDTH_IN", "PRINT_HEIGHT_IN", "MIN_FONT_PT", "AXES", "use_print_style",
-    "print_problems", "ring_colour", "finish", "points", "classes", "bands", "trajectories",
-    "class_trajectories", "time_colorbar", "density", "panels", "same_limits", "view",
-    "epoch_curves", "loss_per_epoch", "batch_losses", "probes",
+    "PRINT_STYLE", "PRINT_WIDTH_IN", "PRINT_HEIGHT_IN", "MIN_FONT_PT", "AXES", "DATA_VIEW",
+    "use_print_style", "print_problems", "ring_colour", "finish", "frame", "points", "classes",
+    "bands", "trajectories", "class_trajectories", "time_colorbar", "density", "panels",
+    "same_limits", "view", "outer_labels", "epoch_curves", "loss_per_epoch", "batch_losses",
+    "probes", "study_front",
 ]
 
 #: The printable area of an A4 page with the report's margins, in inches: a figure is
@@ -103,7 +104,8 @@ def finish(fig: Figure, path: str | os.PathLike | None = None) -> None:
         plt.show()
 
 
-def _frame(ax: Axes, title: str | None, space: str = "data") -> Axes:
+def frame(ax: Axes, title: str | None, space: str = "data") -> Axes:
+    """Equal aspect, the axis labels of ``space`` (a key of :data:`AXES`) and ``title``."""
     ax.set_aspect("equal")
     ax.set_xlabel(AXES[space][0])
     ax.set_ylabel(AXES[space][1])
@@ -117,7 +119,7 @@ def points(ax: Axes, xy: np.ndarray, *, title: str | None = None, s: float = 2,
     """Scatter ``(n, 2)`` points; ``space`` names the axes (a key of :data:`AXES`)."""
     xy = np.asarray(xy)
     ax.scatter(xy[:, 0], xy[:, 1], s=s, color=color, alpha=alpha, linewidths=0)
-    return _frame(ax, title, space)
+    return frame(ax, title, space)
 
 
 def classes(ax: Axes, xy: np.ndarray, labels: np.ndarray, *, title: str | None = None,
@@ -129,7 +131,7 @@ def classes(ax: Axes, xy: np.ndarray, labels: np.ndarray, *, title: str | None =
         ax.scatter(xy[sel, 0], xy[sel, 1], s=s, color=ring_colour(k), label=f"{k}: {name}",
                    linewidths=0, alpha=0.7)
     ax.legend(markerscale=4, loc=legend, title="class")
-    return _frame(ax, title)
+    return frame(ax, title)
 
 
 def bands(ax: Axes, standardizer: Standardizer, *, color: str | None = "0.6",
@@ -175,7 +177,7 @@ def trajectories(ax: Axes, states: np.ndarray, times: np.ndarray, *,
                             zorder=6)
     ax.scatter(states[-1, :, 0], states[-1, :, 1], facecolors="none", edgecolors="k",
                s=40, lw=0.8, zorder=3)
-    return _frame(ax, title, space)
+    return frame(ax, title, space)
 
 
 def class_trajectories(ax: Axes, states: np.ndarray, labels: np.ndarray, *,
@@ -194,7 +196,7 @@ def class_trajectories(ax: Axes, states: np.ndarray, labels: np.ndarray, *,
                 label=f"{int(k)}: {COLOURS[int(k)]}")
         ax.scatter(*states[0, j], s=36, facecolors="w", edgecolors=colour, lw=1.4, zorder=3)
         ax.scatter(*states[-1, j], s=44, color=colour, edgecolors="k", lw=0.7, zorder=4)
-    return _frame(ax, title, "state")
+    return frame(ax, title, "state")
 
 
 def time_colorbar(fig: Figure, ax: Axes | list[Axes], label: str = "time $t$",
@@ -212,7 +214,7 @@ def density(ax: Axes, xs: np.ndarray, ys: np.ndarray, log_p: np.ndarray, *,
     scale between maps)."""
     image = ax.pcolormesh(xs, ys, log_p, cmap=cmap, vmin=vmin, vmax=vmax, shading="auto",
                           rasterized=True)
-    _frame(ax, title)
+    frame(ax, title)
     return image
 
 
@@ -355,96 +357,19 @@ def outer_labels(axes: list[Axes], cols: int, space: str = "state") -> list[Axes
     return axes
 
 
-def outside_note(clouds, xlim: tuple[float, float], ylim: tuple[float, float]) -> str:
-    """A sentence on how many points of the ``(n, 2)`` clouds fall outside the view."""
-    xy = np.concatenate([np.asarray(c, dtype=float).reshape(-1, 2) for c in clouds])
-    out = ((xy[:, 0] < xlim[0]) | (xy[:, 0] > xlim[1])
-           | (xy[:, 1] < ylim[0]) | (xy[:, 1] > ylim[1]))
-    if not out.any():
-        return f"All {len(xy):,} points lie inside the panels' common view."
-    return (f"{int(out.sum())} of {len(xy):,} points lie outside the panels' common view "
-            f"(the farthest at distance {np.linalg.norm(xy[out], axis=1).max():.1f} from the "
-            f"origin).")
-
-
-def _in_view(xy: np.ndarray, view: tuple[float, float, float, float]) -> np.ndarray:
-    return ((xy[..., 0] >= view[0]) & (xy[..., 0] <= view[1])
-            & (xy[..., 1] >= view[2]) & (xy[..., 1] <= view[3]))
-
-
-def far_note(xy: np.ndarray, name: str, view: tuple[float, float, float, float] = DATA_VIEW
-             ) -> str:
-    """A sentence giving the coordinates of the points of ``(n, 2)`` ``xy`` outside
-    ``view`` (numbered by their row), or saying that none is."""
-    xy = np.asarray(xy, dtype=float)
-    far = np.flatnonzero(~_in_view(xy, view))
-    if not len(far):
-        return f"Every {name} lies inside the zoomed view."
-    return "; ".join(f"point {i}'s {name} lies at ({xy[i, 0]:.2f}, {xy[i, 1]:.2f}), "
-                     f"{np.linalg.norm(xy[i]):.1f} from the origin" for i in far) + (
-        ", outside the zoomed view (right panel).")
-
-
-def paths_near_and_far(states: np.ndarray, times: np.ndarray, probe: np.ndarray,
-                       standardizer: Standardizer, *, title: str, label: str,
-                       others: np.ndarray | None = None, others_label: str | None = None,
-                       view: tuple[float, float, float, float] = DATA_VIEW) -> Figure:
-    """The paths of the probe points ``(k, 5, 2)`` at ``times`` ``(k,)``, numbered, over the
-    rings: a panel zoomed on the data, and when a path leaves it, a second panel with every
-    path whole (equal aspect, so a far point makes it narrow) and the zoom's frame drawn.
-    ``others`` ``(5, 2)``: points to mark with crosses (another model's ends)."""
-    states = np.asarray(states, dtype=float)
-    every = states.reshape(-1, 2) if others is None else np.concatenate(
-        [states.reshape(-1, 2), np.asarray(others, dtype=float)])
-    far = not _in_view(every, view).all()
-    lo, hi = every.min(0) - 0.5, every.max(0) + 0.5
-    if far:
-        near_w = (view[1] - view[0]) / (view[3] - view[2])
-        far_w = (hi[0] - lo[0]) / (hi[1] - lo[1])
-        fig, axes = plt.subplots(1, 2, figsize=(PRINT_WIDTH_IN - 0.3, 3.4), squeeze=False,
-                                 layout="constrained",
-                                 gridspec_kw={"width_ratios": [near_w, max(far_w, 0.25)]})
-        axes = list(axes.flat)
-    else:
-        fig, ax = plt.subplots(figsize=(5.6, 3.4), layout="constrained")
-        axes = [ax]
-    for i, ax in enumerate(axes):
-        bands(ax, standardizer)
-        trajectories(ax, states, times, numbered=True,
-                     title=title if i == 0 else "every path whole")
-        probes(ax, probe, numbered=False)
-        if others is not None:
-            ax.scatter(*np.asarray(others).T, marker="x", s=40, color="tab:purple", zorder=4,
-                       label=others_label)
-    axes[0].set(xlim=view[:2], ylim=view[2:])
-    if others is not None:
-        axes[0].legend(loc="lower left")
-    if far:
-        axes[1].set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]))
-        axes[1].add_patch(matplotlib.patches.Rectangle(
-            (view[0], view[2]), view[1] - view[0], view[3] - view[2], fill=False, ls="--",
-            color="0.3", lw=0.8))
-    time_colorbar(fig, axes, label)
-    return fig
-
-
-def bonus_figure(bonus, standardizer: Standardizer, target) -> Figure:
-    """The bonus (:class:`flows_src.steering.BonusResult`): the exact sample's trajectory
-    with the new class over time, with 30 other draws' paths faint; and where every draw
-    with the new class lands, around the target ``(1, 2)``."""
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(PRINT_WIDTH_IN - 0.3, 3.3),
-                                   layout="constrained", gridspec_kw={"width_ratios": [1.3, 1]})
-    target = np.asarray(target, dtype=float).reshape(2)
-    bands(ax1, standardizer)
-    paths = np.asarray(bonus.draws_paths)
-    ax1.plot(paths[:, :, 0], paths[:, :, 1], color="0.7", lw=0.5, zorder=0)
-    trajectories(ax1, np.asarray(bonus.new_path)[::10], np.asarray(bonus.new_times)[::10],
-                 title="new class: the exact sample over time (30 other draws grey)")
-    ax1.scatter(*target, marker="*", s=160, color="tab:red", zorder=5, label="(4, 5)")
-    ax1.legend(loc="lower right")
-    ends = np.asarray(bonus.draws_ends)
-    ax2.scatter(ends[:, 0], ends[:, 1], s=2, alpha=0.4, linewidths=0)
-    ax2.scatter(*target, marker="*", s=160, color="tab:red", zorder=5)
-    _frame(ax2, f"where {len(ends):,} ordinary draws land", "data")
-    time_colorbar(fig, ax1)
-    return fig
+def study_front(ax: Axes, rows: list[dict], *, title: str | None = None) -> Axes:
+    """A study's trials (``rows`` of ``runs/studies/<name>/trials.json``: ``train_seconds``,
+    ``shortfall``, ``pareto``) as shortfall against training seconds, the front of best
+    trade-offs drawn as a line through its trials."""
+    seconds = np.array([r["train_seconds"] for r in rows], dtype=float)
+    short = np.array([r["shortfall"] for r in rows], dtype=float)
+    front = np.array([bool(r["pareto"]) for r in rows])
+    ax.scatter(seconds[~front], short[~front], s=12, color="0.6", label="trial")
+    order = np.argsort(seconds[front])
+    ax.plot(seconds[front][order], short[front][order], "o-", color="tab:red", ms=4,
+            label="best trade-offs")
+    ax.set(xlabel="training seconds", ylabel="shortfall (0 = perfect)")
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return ax

@@ -23,6 +23,8 @@ from flows_src import plotting, rings
 from flows_src.parameters import check_parameters
 from flows_src.runs import run_dir, write_json
 
+plotting.use_print_style()
+
 check_parameters(seed=seed, n_points=n_points)
 out = run_dir("data", seed, runs_root)
 

@@ -32,6 +32,7 @@ PRESET_NOTEBOOKS = registry.names(preset=True)
 _AFTER = ORDER.index(PRESET_NOTEBOOKS[-1]) + 1
 RUNS = ([(name, TINY.get(name, {})) for name in ORDER[:_AFTER]]
         + [(name, {**TINY.get(name, {}), "preset": "strong"}) for name in PRESET_NOTEBOOKS]
+        + [("normalizing_flow", {**TINY["normalizing_flow"], "preset": "spline"})]
         + [(name, TINY.get(name, {})) for name in ORDER[_AFTER:]])
 
 

@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 
-from flows_src import plotting  # noqa: E402
+from flows_src import figures, plotting  # noqa: E402
 from flows_src.rings import COLOURS, Standardizer  # noqa: E402
 
 
@@ -64,19 +64,19 @@ def test_panels_share_one_view_and_fit_the_page():
     plotting.same_limits(axes, xlim, ylim)
     assert {ax.get_xlim() for ax in axes} == {xlim} and {ax.get_ylim() for ax in axes} == {ylim}
     assert plotting.print_problems(fig) == []
-    note = plotting.outside_note([far], xlim, ylim)
+    note = figures.outside_note([far], xlim, ylim)
     assert "of 501 points lie outside" in note and "distance 40.0" in note
-    assert plotting.outside_note([near[:10]], xlim, ylim).startswith("All 10 points")
+    assert figures.outside_note([near[:10]], xlim, ylim).startswith("All 10 points")
 
 
 def test_paths_that_leave_the_view_get_a_second_panel_showing_them_whole():
     standardizer = Standardizer((2.0, -0.4), (1.6, 0.85))
     probe = np.zeros((5, 2))
     states = np.linspace(probe, probe + np.array([[0, 0]] * 4 + [[0.3, 24.3]]), 16)
-    fig = plotting.paths_near_and_far(states, np.linspace(1, 0, 16), probe, standardizer,
+    fig = figures.paths_near_and_far(states, np.linspace(1, 0, 16), probe, standardizer,
                                       title="paths", label="t")
     panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
     assert len(panels) == 2
     assert panels[1].get_ylim()[1] > 24.3 and panels[0].get_ylim()[1] < 3
     assert plotting.print_problems(fig) == []
-    assert "(0.30, 24.30)" in plotting.far_note(states[-1], "latent")
+    assert "(0.30, 24.30)" in figures.far_note(states[-1], "latent")

@@ -97,11 +97,15 @@ def test_evaluate_scores_both_families_alike():
 
 
 def test_targets_are_checked_in_their_direction():
-    checks = presets.check_targets("fm", {"in_band": 0.93, "gap": 0.2, "train_seconds": 299})
+    checks = presets.check_targets("fm", "strong",
+                                   {"in_band": 0.96, "gap": 0.2, "train_seconds": 299})
     assert [(c["measure"], c["target"], c["met"]) for c in checks] == [
-        ("in_band", ">= 0.93", True), ("gap", "<= 0.15", False),
+        ("in_band", ">= 0.96", True), ("gap", "<= 0.1", False),
         ("train_seconds", "<= 300", True)]
     assert [c["met"] for c in presets.check_targets(
-        "cfm", {"accuracy": 0.969, "train_seconds": 301})] == [False, False]
+        "cfm", "strong", {"accuracy": 0.984, "train_seconds": 301})] == [False, False]
+    assert presets.check_targets("nf", "spec", {}) == []  # the exercise's preset has none
     with pytest.raises(KeyError):  # a run without the measure is an error, not a pass
-        presets.check_targets("nf", {"in_band": 0.9})
+        presets.check_targets("nf", "spline", {"in_band": 0.99})
+    for family, preset in presets.TARGETS:
+        assert family in presets.PRESETS[preset], (family, preset)

@@ -51,7 +51,7 @@ import optuna  # tooling only
 import torch
 
 from create_data import create_olympic_rings, create_unconditional_olympic_rings
-from flows_src import metrics, presets
+from flows_src import metrics, presets, runs
 from flows_src.training import NonFiniteLossError, TrainingStep, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,11 +213,10 @@ def score(family: str, model, val: tuple, standardizer, seed: int, n_eval: int,
 
 
 def shortfall(family: str, result: dict) -> float:
-    """How far a model is from perfect (0): ``1 - accuracy`` for the conditional family,
-    ``1 - in-band + gap`` (a share of samples plus nats) for the unconditional ones."""
-    if family == "cfm":
-        return 1.0 - result["accuracy"]
-    return 1.0 - result["in_band"] + result["gap"]
+    """How far a model is from perfect (0): :func:`flows_src.metrics.shortfall`, with the
+    conditional family's accuracy only."""
+    return metrics.shortfall({"accuracy": result["accuracy"]} if family == "cfm" else
+                             {"in_band": result["in_band"], "gap": result["gap"]})
 
 
 # ---------------------------------------------------------------------------------------
@@ -286,7 +285,7 @@ def make_objective(definition: Study, args: argparse.Namespace):
 
 
 def study_dir(runs_root: Path, name: str) -> Path:
-    return Path(runs_root) / "studies" / name
+    return runs.study_dir(name, runs_root)  # the library's layout
 
 
 def storage_of(spec: str | None, runs_root: Path, name: str) -> optuna.storages.BaseStorage:
