@@ -19,6 +19,7 @@ References:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -298,8 +299,9 @@ class VelocityField(nn.Module):
         Returns:
             An :class:`~flows_src.ode.ODESolution`; ``y`` holds the samples, ``(n, 2)``.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise ValueError(f"n must be an integer >= 1, got {n!r}")
+        n = int(n)
         weight = next(self.parameters())
         x_0 = torch.randn(n, DIM, generator=generator, dtype=weight.dtype, device=weight.device)
         return self.sample_from(x_0, dt=dt, c=c, method=method,

@@ -14,6 +14,7 @@ References:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -237,9 +238,21 @@ class NormalizingFlow(nn.Module):
         # One fixed permutation, reused between every pair of consecutive coupling layers.
         self.permutation = Permutation(_DIM)
 
+    def _points(self, x: Tensor, name: str) -> Tensor:
+        """``x`` as a ``(n, 2)`` tensor in the weights' dtype, or a one-line error. A float64
+        input is computed in the weights' dtype (float32 unless the model was cast)."""
+        if not isinstance(x, Tensor):
+            x = torch.as_tensor(x)
+        if x.ndim != 2 or x.shape[1] != _DIM:
+            raise ValueError(f"{name} must have shape (n, {_DIM}), got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ValueError(f"{name} must hold floating-point numbers, got {x.dtype}")
+        return x.to(next(self.parameters()).dtype)
+
     def forward(self, z: Tensor, return_intermediates: bool = False
                 ) -> Tensor | tuple[Tensor, Tensor]:
         r"""$x = \phi(z)$, ``(n, 2)``; with intermediates also ``(n_couplings + 1, n, 2)``."""
+        z = self._points(z, "z")
         states = [z] if return_intermediates else None
         z = z.unbind(1)
         for k, params in enumerate(self.couplings.per_layer()):
@@ -269,6 +282,7 @@ class NormalizingFlow(nn.Module):
                 ) -> Tensor | tuple[Tensor, Tensor]:
         r"""$z = \phi^{-1}(x)$, ``(n, 2)``; with intermediates also ``(n_couplings + 1, n, 2)``
         ordered from $x$ (t = 1) to $z$ (t = 0)."""
+        x = self._points(x, "x")
         states = [x] if return_intermediates else None
         z, _ = self._inverse(x, states)
         if states is None:
@@ -279,11 +293,11 @@ class NormalizingFlow(nn.Module):
         r"""$z = \phi^{-1}(x)$ ``(n, 2)`` and $\log |\det \partial \phi^{-1}(x) / \partial x^T|$
         ``(n,)`` in one pass (Eq. 7-8: the sum of each coupling layer's Eq. 6; permutations
         add 0)."""
-        return self._inverse(x, None)
+        return self._inverse(self._points(x, "x"), None)
 
     def log_det_inverse(self, x: Tensor) -> Tensor:
         r"""$\log |\det \partial \phi^{-1}(x) / \partial x^T|$ (Eq. 8), ``(n, 2)`` to ``(n,)``."""
-        return self._inverse(x, None)[1]
+        return self._inverse(self._points(x, "x"), None)[1]
 
     def log_prob(self, x: Tensor) -> Tensor:
         r"""$\log p(x) = \log p_z(\phi^{-1}(x)) + \log |\det \partial \phi^{-1}(x) / \partial x^T|$
@@ -291,8 +305,10 @@ class NormalizingFlow(nn.Module):
 
         Far outside the data a trained flow's inverse can leave the dtype's range (inf, then
         nan); such points get $-\infty$ rather than nan, so a density map or a mean over
-        points stays usable. A nan in ``x`` still gives nan.
+        points stays usable. A nan in ``x`` still gives nan. ``x`` is checked to be ``(n, 2)``
+        floats; a float64 ``x`` is computed in the weights' dtype.
         """
+        x = self._points(x, "x")
         z, log_det = self._inverse(x, None)
         log_p = _log_standard_normal(z) + log_det
         overflowed = log_p.isnan() & ~x.isnan().any(dim=1)
@@ -320,8 +336,9 @@ class NormalizingFlow(nn.Module):
         $z$ is drawn on the generator's device (so a seeded CPU generator gives the same
         points on any device), then moved to the model's.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise ValueError(f"n must be an integer >= 1, got {n!r}")
+        n = int(n)
         param = next(self.parameters())
         device = generator.device if generator is not None else param.device
         z = torch.randn(n, _DIM, generator=generator, device=device, dtype=param.dtype)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -358,3 +359,19 @@ def test_compiled_loss_matches_eager():
         torch.testing.assert_close(parts[name], eager_parts[name], rtol=1e-5, atol=1e-6)
     for grad, eager_grad in zip(grads, eager_grads, strict=True):
         torch.testing.assert_close(grad, eager_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_the_flow_checks_its_inputs_and_takes_any_float_and_integer_types():
+    flow = NormalizingFlow(NFConfig(n_couplings=3))
+    with pytest.raises(ValueError, match=r"x must have shape \(n, 2\), got \(4, 3\)"):
+        flow.log_prob(torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="floating-point"):
+        flow.log_prob(torch.zeros(4, 2, dtype=torch.long))
+    x = torch.randn(6, 2, generator=torch.Generator().manual_seed(0))
+    # float64 (or a numpy array) is computed in the weights' dtype: the float32 answer
+    torch.testing.assert_close(flow.log_prob(x.double()), flow.log_prob(x), rtol=0, atol=0)
+    torch.testing.assert_close(flow.log_prob(x.double().numpy()), flow.log_prob(x), rtol=0,
+                               atol=0)
+    assert flow.sample(np.int64(3)).shape == (3, 2)
+    with pytest.raises(ValueError, match="n must be an integer >= 1"):
+        flow.sample(True)
