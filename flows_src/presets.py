@@ -29,7 +29,7 @@ from flows_src.runs import load_torch, run_file, run_metrics
 from flows_src.training import History, load_checkpoint
 
 __all__ = ["FAMILIES", "NOTEBOOKS", "PRESETS", "LADDERS", "config", "ladder", "build",
-           "TRAINING", "TARGETS", "check_targets", "load_run", "evaluate"]
+           "TRAINING", "TARGETS", "check_targets", "meets", "load_run", "evaluate"]
 
 #: The model families and their config classes (``"cfm"``: class-conditional flow matching).
 FAMILIES: dict[str, type[TrainingConfig]] = {"nf": NFConfig, "fm": FMConfig, "cfm": FMConfig}
@@ -122,13 +122,14 @@ def check_targets(family: str, preset: str, result: dict) -> list[dict]:
     """Each of :data:`TARGETS` ``[family, preset]`` against ``result`` (a run's metrics): one
     dict per target with the measure, the target as text, the value and whether it is met;
     none for a preset without targets (``spec``)."""
-    checks = []
-    for measure, sense, bound in TARGETS.get((family, preset), []):
-        value = result[measure]
-        met = value >= bound if sense == ">=" else value <= bound
-        checks.append({"measure": measure, "target": f"{sense} {bound:g}", "value": value,
-                       "met": bool(met)})
-    return checks
+    return [{"measure": measure, "target": f"{sense} {bound:g}", "value": result[measure],
+             "met": meets(result[measure], sense, bound)}
+            for measure, sense, bound in TARGETS.get((family, preset), [])]
+
+
+def meets(value: float, sense: str, bound: float) -> bool:
+    """Whether ``value`` meets the target ``sense bound`` (``">="`` or ``"<="``)."""
+    return bool(value >= bound if sense == ">=" else value <= bound)
 
 
 def config(family: str, preset: str = "spec", **fields) -> TrainingConfig:

@@ -64,3 +64,17 @@ def test_a_run_record_reads_metrics_json(tmp_path):
     record = load_record(ModelRecord, "flow_matching", 0, tmp_path)
     assert record == ModelRecord(nll=2.0, gap=0.4, in_band=0.8)
     assert load_record(ModelRecord, "flow_matching", 1, tmp_path) is None
+
+
+def test_targets_are_tabled_per_seed_with_how_many_seeds_met_them(tmp_path):
+    for seed, (in_band, gap) in enumerate([(0.98, 0.04), (0.96, 0.05)]):
+        write_json(run_dir("normalizing_flow", seed, tmp_path, "spline") / "metrics.json",
+                   {"in_band": in_band, "gap": gap, "train_seconds": 250.0})
+    assert sweep.main(["--seeds", "0", "1", "2", "--runs-root", str(tmp_path)]) == 0
+    rows = {r["metric"]: r for r in sweep.targets(tmp_path, [0, 1, 2])}
+    in_band = rows["spline NF in_band >= 0.97"]
+    assert in_band["values"] == [0.98, 0.96, None] and in_band["met"] == [True, False, None]
+    assert rows["spline NF gap <= 0.06"]["met"] == [True, True, None]
+    table = (tmp_path / "sweep" / "summary.md").read_text()
+    assert ("| spline NF in_band >= 0.97 | 0.98 yes | 0.96 NO | — | 0.97 ± 0.014 | 1 of 3 |"
+            in table)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from flows_src import registry
+from flows_src import presets, registry
 from flows_src.runs import BeyondRecord, ModelRecord, load_record, root_dir, write_json
 
 NF, FM, CFM = (registry.notebook_of(family) for family in ("nf", "fm", "cfm"))
@@ -60,6 +60,9 @@ METRICS = [
     Metric(FM, "strong", "train_seconds", "strong FM training time (s)"),
     Metric(CFM, "strong", "accuracy", "strong CFM conditional accuracy"),
     Metric(CFM, "strong", "train_seconds", "strong CFM training time (s)"),
+    Metric(NF, "spline", "gap", "spline NF gap NLL - H (nats)"),
+    Metric(NF, "spline", "in_band", "spline NF in-band fraction"),
+    Metric(NF, "spline", "train_seconds", "spline NF training time (s)"),
     Metric(BEYOND, "spec", "targets_met", "strong presets: all targets met (1 = yes)"),
     Metric(BEYOND, "spec", "aim_nfe", "fewest NFE within 0.01 of Euler-1000 (spec FM)"),
     Metric(BEYOND, "spec", "ot_straightness", "OT-CFM straightness S"),
@@ -79,6 +82,36 @@ def collect(runs_root: Path, seeds: list[int]) -> list[dict]:
         rows.append({"notebook": metric.notebook, "preset": metric.preset,
                      "metric": metric.label, "values": values})
     return rows
+
+
+def targets(runs_root: Path, seeds: list[int]) -> list[dict]:
+    """One row per target of :data:`flows_src.presets.TARGETS`: the measured value per seed
+    (None where the run is missing) and whether it met the target."""
+    rows = []
+    for (family, preset), checks in presets.TARGETS.items():
+        notebook = registry.notebook_of(family)
+        records = [load_record(ModelRecord, notebook, seed, runs_root, preset) for seed in seeds]
+        for measure, sense, bound in checks:
+            values = [None if r is None else getattr(r, measure) for r in records]
+            met = [None if v is None else presets.meets(v, sense, bound) for v in values]
+            rows.append({"notebook": notebook, "preset": preset,
+                         "metric": f"{preset} {family.upper()} {measure} {sense} {bound:g}",
+                         "values": values, "met": met})
+    return rows
+
+
+def targets_markdown(rows: list[dict], seeds: list[int]) -> str:
+    """The targets per seed (each value marked met or not) and over the seeds."""
+    head = ["target", *(f"seed {s}" for s in seeds), "mean ± std", "met on"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        mean, std = mean_std(row["values"])
+        cells = ["—" if v is None else f"{v:.4g} {'yes' if m else 'NO'}"
+                 for v, m in zip(row["values"], row["met"])]
+        met_on = sum(bool(m) for m in row["met"])
+        lines.append("| " + " | ".join([row["metric"], *cells, f"{mean:.4g} ± {std:.2g}",
+                                        f"{met_on} of {len(seeds)}"]) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def mean_std(values: list[float | None]) -> tuple[float, float]:
@@ -112,9 +145,11 @@ def main(argv: list[str] | None = None) -> int:
                if v is None]
     out = args.runs_root / "sweep"
     out.mkdir(parents=True, exist_ok=True)
-    table = markdown(rows, args.seeds)
+    goals = targets(args.runs_root, args.seeds)
+    table = (markdown(rows, args.seeds) + "\n**Targets** (flows_src.presets.TARGETS)\n\n"
+             + targets_markdown(goals, args.seeds))
     (out / "summary.md").write_text(table)
-    write_json(out / "summary.json", {"seeds": args.seeds, "rows": rows})
+    write_json(out / "summary.json", {"seeds": args.seeds, "rows": rows, "targets": goals})
     print(table)
     print(f"summary: {out / 'summary.md'}")
     if missing:
