@@ -386,7 +386,6 @@ write_json(out / "metrics.json", {
            "train_seconds": ot_history.train_seconds, "budgets": budgets,
            "paths": straight, "euler_in_band": ot_band},
 })
-print(f"figures and metrics in {out}")
 
 # **Reading the comparison.** A straight path at constant speed is integrated exactly by one
 # Euler step, so the closer the length ratio is to 1 and $S$ to 0, the less a coarse Euler

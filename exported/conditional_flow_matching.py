@@ -230,4 +230,3 @@ write_json(out / "metrics.json", {
     "bonus": {"attempts": bonus.table, "new_class_x0": bonus.new_x0,
               "new_class_errors": bonus.new_errors, "new_class_median": bonus.new_class_median},
 })
-print(f"figures and metrics in {out}")

@@ -388,7 +388,6 @@ write_json(out / "metrics.json", {
            "train_seconds": ot_history.train_seconds, "budgets": budgets,
            "paths": straight, "euler_in_band": ot_band},
 })
-print(f"figures and metrics in {out}")
 
 # %% [markdown]
 # **Reading the comparison.** A straight path at constant speed is integrated exactly by one

@@ -79,4 +79,3 @@ write_json(out / "metrics.json", {
     "in_band": in_band, "data_entropy": rings.data_entropy(),
     "class_counts": counts, "raw_mean": standardizer.mean, "raw_std": standardizer.std,
 })
-print(f"figures and metrics in {out}")

@@ -339,4 +339,3 @@ write_json(out / "metrics.json", {
     "probe": {"noise": back.y, "reconstruction_error": fm_error, "log_p": fm_log_p,
               "log_p0": fm_log_p0},
 })
-print(f"figures and metrics in {out}")
