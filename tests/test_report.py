@@ -229,7 +229,7 @@ def test_report_text_names_no_local_path_and_no_variable(built, pages):
                  ROOT / "notebooks" / f"{nb}.py"))[1] if "_" in name}
     # (the title page lists the parameters these tiny runs were started with, by name: that
     # is where a reader learns the runs' settings; the answers come after it)
-    answers = text[text.find(_plain(report.TITLE_PAGE_END)):]
+    answers = text[text.find(_plain(report_merge.TITLE_PAGE_END)):]
     found = sorted(n for n in names if re.search(rf"\b{n}\b", answers))
     assert not found, f"the report names variables: {found}"
     assert re.search(r"\bn_points\b", text), "the title page names the tiny runs' settings"
