@@ -18,9 +18,9 @@ from flows_src.cli import parse_parameters  # noqa: E402
 #
 # The same flow matching as the unconditional model, with the class as a third input: the
 # ring label $c \in \{0, \dots, 4\}$ goes through `nn.Embedding`, and the first Linear layer
-# mixes it with $(y, t)$. Trained on `create_olympic_rings` data (n/5 points per ring) with
-# the objective of Eq. 16, conditioned on the class. The samplers, the reverse process and
-# the likelihood are the unconditional model's, given $c$.
+# mixes it with $(y, t)$. Trained on `create_olympic_rings` data (the same number of points
+# on each ring) with the objective of Eq. 16, conditioned on the class. The samplers, the
+# reverse process and the likelihood are the unconditional model's, given $c$.
 
 # The model is in `flows_src/flow_matching.py`. With the default `preset = "spec"` the
 # network and training are the exercise's; `preset = "strong"` uses the stronger
@@ -140,8 +140,12 @@ print(metrics.format_table(
      for k, (e, row) in enumerate(zip(ends, check))],
     ["class", "ring", "end (ring coords)", "to own band", "nearest other band",
      "verdict"]))
+shared = [k for k, r in enumerate(check) if r["own"] == 0 and "also in" in r["verdict"]]
 print(f"{sum(r['own'] == 0 for r in check)} of 5 points end inside their own ring's band "
-      f"(distance 0; the band is {rings.THICKNESS} wide).")
+      f"(distance 0; the band is {rings.THICKNESS} wide)" + (
+          f"; {len(shared)} of them where two bands cross, inside both, so a single sample "
+          f"cannot tell its class there: Q3's share of each class's 1,000 samples in its own "
+          f"band is the check over many." if shared else "."))
 
 # ## Q3: Sampling
 # 1,000 points per class, coloured by the class they were sampled with; the table gives
@@ -217,9 +221,9 @@ plotting.finish(fig, out / "cfm_bonus_trajectory.png")
 #    own training loss (Eq. 16, $y_1 = (4, 5)$), every weight of the network frozen — the
 #    idea of textual inversion for image models. Sampling with that class carries ordinary
 #    prior draws to the neighbourhood of $(4, 5)$, and shooting with it finds the noise that
-#    lands exactly on $(4, 5)$ close to the centre of the Gaussian, a draw the model makes
-#    all the time. The figure shows that sample's trajectory over time and where the other
-#    draws land.
+#    lands exactly on $(4, 5)$ close to the centre of the Gaussian: a typical draw of the
+#    prior (the printed probability that a draw lies farther out). The figure shows that
+#    sample's trajectory over time and where the other draws land.
 
 write_json(out / "metrics.json", {
     "preset": preset, "config": dataclasses.asdict(config),

@@ -170,7 +170,7 @@ data_view = x_val[:1000]
 progress = [[f"layer {k}", k / L, metrics.in_band_fraction(s_, standardizer),
              metrics.sliced_wasserstein(s_, data_view)] for k, s_ in zip(layers, shown)]
 print(metrics.format_table(progress, ["after", "t", "in-band fraction",
-                                      "distance to data (sliced W1)"]))
+                                      "distance to data (sliced Wasserstein)"]))
 print(figures.outside_note(shown, xlim, ylim))
 
 # ## Q4: Sampling trajectories
@@ -194,7 +194,7 @@ nf_shape = metrics.path_shape(path)
 print(f"Medians over the 10 paths ({L} steps each): length / distance between the ends "
       f"{nf_shape['length_over_chord']:.2f} (1 = straight); largest single step "
       f"{nf_shape['largest_step_share']:.0%} of the path (1/{L} = {1 / L:.0%} if every "
-      f"step moved as far); total turning {nf_shape['turning_deg']:.0f} degrees.")
+      f"step moved as far).")
 
 # ## Q5: Probability estimation
 # Five points: three in the middle of a band, away from the box's clipped edges and from the
@@ -211,12 +211,13 @@ with torch.no_grad():
     reconstruction = (model.forward(z_probe) - probe).norm(dim=1).numpy()
 log_pz = log_p - log_det
 probe_rows = [[i, "inside" if inside else "outside", f"({r[0]:+.2f}, {r[1]:+.2f})",
-               f"({z_[0]:+.2f}, {z_[1]:+.2f})", float(lz), float(ld), float(lp)]
-              for i, (inside, r, z_, lz, ld, lp) in enumerate(
-                  zip(rings.PROBE_INSIDE, rings.PROBE_POINTS, z_probe.numpy(), log_pz, log_det,
-                      log_p))]
-print(metrics.format_table(probe_rows, ["point", "where", "x (ring coords)", "z = phi^-1(x)",
-                                        "log p_z(z)", "log det", "log p(x)"]))
+               f"({x_[0]:+.2f}, {x_[1]:+.2f})", f"({z_[0]:+.2f}, {z_[1]:+.2f})", float(lz),
+               float(ld), float(lp)]
+              for i, (inside, r, x_, z_, lz, ld, lp) in enumerate(
+                  zip(rings.PROBE_INSIDE, rings.PROBE_POINTS, probe.numpy(), z_probe.numpy(),
+                      log_pz, log_det, log_p))]
+print(metrics.format_table(probe_rows, ["point", "where", "ring coords", "x (plotted)",
+                                        "latent z", "log p_z(z)", "log det", "log p(x)"]))
 
 fig = figures.paths_near_and_far(back, 1 - times, probe, standardizer,
                                   title="Q5: inverse trajectories x -> z",

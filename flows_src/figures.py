@@ -69,10 +69,10 @@ def paths_near_and_far(states: np.ndarray, times: np.ndarray, probe: np.ndarray,
                        others: np.ndarray | None = None, others_label: str | None = None,
                        view: tuple[float, float, float, float] = DATA_VIEW) -> Figure:
     """The paths of the probe points ``(k, 5, 2)`` at ``times`` ``(k,)``, numbered, over the
-    rings: a panel zoomed on the data and the ``probe`` points ``(5, 2)``, and when a path
-    leaves it, a second panel with every
-    path whole (equal aspect, so a far point makes it narrow) and the zoom's frame drawn.
-    ``others`` ``(5, 2)``: points to mark with crosses (another model's ends)."""
+    rings: a panel zoomed on the data and the ``probe`` points ``(5, 2)`` (equal aspect),
+    and when a path leaves it, a second panel with every path whole and the zoom's frame
+    drawn (its axes not to scale, so a far point does not shrink it to a sliver).
+    ``others`` ``(5, 2)``: points to mark with numbered crosses (another model's ends)."""
     states = np.asarray(states, dtype=float)
     view = zoom_view(probe, view)
     every = states.reshape(-1, 2) if others is None else np.concatenate(
@@ -80,11 +80,8 @@ def paths_near_and_far(states: np.ndarray, times: np.ndarray, probe: np.ndarray,
     far = not _in_view(every, view).all()
     lo, hi = every.min(0) - 0.5, every.max(0) + 0.5
     if far:
-        near_w = (view[1] - view[0]) / (view[3] - view[2])
-        far_w = (hi[0] - lo[0]) / (hi[1] - lo[1])
-        fig, axes = plt.subplots(1, 2, figsize=(PRINT_WIDTH_IN - 0.3, 2.9), squeeze=False,
-                                 layout="constrained",
-                                 gridspec_kw={"width_ratios": [near_w, max(far_w, 0.25)]})
+        fig, axes = plt.subplots(1, 2, figsize=(PRINT_WIDTH_IN - 0.3, 3.0), squeeze=False,
+                                 layout="constrained", gridspec_kw={"width_ratios": [1.45, 1]})
         axes = list(axes.flat)
     else:
         fig, ax = plt.subplots(figsize=(5.2, 3.1), layout="constrained")
@@ -92,16 +89,26 @@ def paths_near_and_far(states: np.ndarray, times: np.ndarray, probe: np.ndarray,
     for i, ax in enumerate(axes):
         bands(ax, standardizer)
         trajectories(ax, states, times, numbered=True,
-                     title=title if i == 0 else "every path whole")
+                     title=title if i == 0 else "every path whole (axes not to scale)")
         probes(ax, probe, numbered=False)
         if others is not None:
             ax.scatter(*np.asarray(others).T, marker="x", s=40, color="tab:purple", zorder=4,
                        label=others_label)
+            for j, (x, y) in enumerate(np.asarray(others)):
+                ax.annotate(str(j), (x, y), xytext=(-9, 3), textcoords="offset points",
+                            color="tab:purple", fontsize=7.5, zorder=6)
     axes[0].set(xlim=view[:2], ylim=view[2:])
+    inside = axes[0].scatter([], [], marker="*", s=80, color="tab:green", label="in a band")
+    outside = axes[0].scatter([], [], marker="*", s=80, color="tab:red", label="off the bands")
+    start = axes[0].scatter([], [], marker="s", s=16, color="0.5", label="start")
+    handles = [inside, outside, start]
     if others is not None:
-        axes[0].legend(loc="lower left")
+        handles.append(axes[0].scatter([], [], marker="x", s=40, color="tab:purple",
+                                       label=others_label))
+    axes[0].legend(handles=handles, loc="lower left")
     if far:
         axes[1].set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]))
+        axes[1].set_aspect("auto")
         axes[1].add_patch(matplotlib.patches.Rectangle(
             (view[0], view[2]), view[1] - view[0], view[3] - view[2], fill=False, ls="--",
             color="0.3", lw=0.8))

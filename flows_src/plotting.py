@@ -40,11 +40,11 @@ MIN_FONT_PT = 7.0
 PRINT_STYLE = {
     "font.size": 8.0, "axes.titlesize": 8.5, "axes.labelsize": 8.0, "xtick.labelsize": 7.5,
     "ytick.labelsize": 7.5, "legend.fontsize": 7.5, "legend.title_fontsize": 7.5,
-    "figure.titlesize": 9.5, "figure.dpi": 100, "savefig.dpi": 150,
+    "figure.titlesize": 9.5, "figure.dpi": 150, "savefig.dpi": 150,
 }
 #: Axis labels by the space a panel shows.
 AXES = {
-    "data": ("$x_1$ (standardized data)", "$x_2$ (standardized data)"),
+    "data": ("$x_1$ (standardized)", "$x_2$ (standardized)"),
     "latent": ("$z_1$ (latent)", "$z_2$ (latent)"),
     "state": ("first coordinate", "second coordinate"),
 }
@@ -156,8 +156,8 @@ def trajectories(ax: Axes, states: np.ndarray, times: np.ndarray, *,
         states: ``(k, n, 2)`` positions of n points at k times.
         times: ``(k,)`` the times (layer fraction for a normalizing flow, t for an ODE).
         colors: per-path line colours; default: a distinct hue per path (``tab10``).
-        numbered: write each path's number beside its start and its end, so every path
-            can be followed where paths cross.
+        numbered: write each path's number beside its end (the circle); its start is a
+            square in the path's colour, so every path can be followed where paths cross.
         space: what the axes show (a key of :data:`AXES`).
     """
     states, times = np.asarray(states), np.asarray(times)
@@ -171,10 +171,10 @@ def trajectories(ax: Axes, states: np.ndarray, times: np.ndarray, *,
         ax.scatter(states[:, j, 0], states[:, j, 1], c=times, cmap=cmap, norm=norm, s=s,
                    zorder=2, linewidths=0)
         if numbered:
-            for end, weight in ((0, "normal"), (-1, "bold")):
-                ax.annotate(str(j), states[end, j], xytext=(3, 3), textcoords="offset points",
-                            fontsize=MIN_FONT_PT + 0.5, color=line_colour, weight=weight,
-                            zorder=6)
+            ax.scatter(*states[0, j], marker="s", s=16, color=line_colour, zorder=3,
+                       edgecolors="k", linewidths=0.4)
+            ax.annotate(str(j), states[-1, j], xytext=(4, 3), textcoords="offset points",
+                        fontsize=MIN_FONT_PT + 1, color=line_colour, weight="bold", zorder=6)
     ax.scatter(states[-1, :, 0], states[-1, :, 1], facecolors="none", edgecolors="k",
                s=40, lw=0.8, zorder=3)
     return frame(ax, title, space)
@@ -270,6 +270,7 @@ def epoch_curves(ax: Axes, epochs: list[dict[str, float]], series: dict[str, str
     ``floor`` draws a dashed horizontal reference (e.g. the data entropy under an NLL).
     """
     x = [e["epoch"] for e in epochs]
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     for key, label in series.items():
         ax.plot(x, [e[key] for e in epochs], marker="o", ms=3, label=label)
     if floor is not None:

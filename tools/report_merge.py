@@ -18,6 +18,7 @@ from pathlib import Path
 import nbformat
 
 from flows_src import registry
+from flows_src.plotting import PRINT_STYLE
 from flows_src.runs import run_dir
 from handin import Author, ReportError
 from sweep import markdown
@@ -28,10 +29,10 @@ COURSE = "67912 Advanced Course in Machine Learning, The Hebrew University of Je
 #: The title page's last sentence: the report proper follows it.
 TITLE_PAGE_END = "Every number in an answer is printed by the code of the run shown."
 QUESTION_HEADING = re.compile(r"^##\s+((?:Q\d+|Bonus)\b.*?)\s*$", re.MULTILINE)
-#: A figure's pixels (matplotlib's 100 dpi, flows_src.plotting.PRINT_STYLE) -> CSS pixels
-#: (96 to the inch): every figure prints at its own size, as flows_src.plotting drew and
-#: checked it (fonts of at least 7 pt, at most the page's width).
-FIGURE_SCALE = 0.96
+#: A figure's pixels (at flows_src.plotting.PRINT_STYLE's dpi) -> CSS pixels (96 to the
+#: inch): every figure prints at its own size, as flows_src.plotting drew and checked it
+#: (fonts of at least 7 pt, at most the page's width), and sharp (150 dpi on paper).
+FIGURE_SCALE = 96 / PRINT_STYLE["figure.dpi"]
 
 #: Cells the report leaves out: the parameters, and what a notebook tags ``report-skip``
 #: (its set-up, training and result dumps: in the notebook, not what a question asks).

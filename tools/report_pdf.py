@@ -123,14 +123,14 @@ MATHJAX_DONE = """async () => {
 
 
 # A printed table a little wider than the page is set in a smaller font until it fits (down
-# to 6 pt); a longer line (a sentence) is wrapped at the usual size instead. The viewport has
+# to 7 pt); a longer line (a sentence) is wrapped at the usual size instead. The viewport has
 # the printed width, so widths measured here are the printed ones.
 FIT_TABLES = """() => {
   for (const pre of document.querySelectorAll('.jp-OutputArea-output pre')) {
     pre.style.whiteSpace = 'pre';
     const normal = parseFloat(getComputedStyle(pre).fontSize);
     let size = normal;
-    while (pre.scrollWidth > pre.clientWidth + 1 && size > 8) {
+    while (pre.scrollWidth > pre.clientWidth + 1 && size > 9.34) {
       size -= 0.2;
       pre.style.fontSize = size + 'px';
     }

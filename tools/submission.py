@@ -30,7 +30,7 @@ from flows_src import registry
 from flows_src.runs import atomic_write, root_dir
 from handin import ROOT, Author, ReportError
 from report import MAX_PAGES, report_path
-from report_merge import executed_notebook, load_executed, notebook_order
+from report_merge import executed_notebook, load_executed
 
 #: Libraries the course allows the handed-in code to use (Sec. 5.1): their pins are shipped.
 ALLOWED = {"torch", "numpy", "matplotlib", "tqdm", "pandas", "plotly", "tensorboard", "wandb"}
@@ -122,8 +122,7 @@ report's last section describe how the tools were used. {marked}
 def entries(author: Author, seed: int, pdf: Path) -> dict[str, bytes]:
     """``name in the zip -> content``, in the zip's order."""
     files = handin.shipped_files()
-    scripts = [ROOT / "exported" / f"{n}.py" for n in notebook_order(
-        [p.stem for p in (ROOT / "exported").glob("*.py")])]
+    scripts = [path for path in files if path.parent.name == "exported"]
     markers = handin.ai_markers(files)
     content = {
         "README.md": readme(author, seed, scripts, markers).encode(),
