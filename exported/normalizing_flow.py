@@ -135,7 +135,7 @@ print(f"Of the {first['loss'] - last['loss']:.3f}-nat drop since epoch 1, "
 seeds = (seed, seed + 1, seed + 2)
 draws = [model.sample(1000, torch.Generator().manual_seed(s)) for s in seeds]
 xlim, ylim = plotting.view(*draws, least=plotting.DATA_VIEW)
-fig, axes = plotting.panels(3, height=2.0)
+fig, axes = plotting.panels(3, height=2.3)
 for ax, s, sample in zip(axes, seeds, draws):
     plotting.bands(ax, standardizer)
     plotting.points(ax, sample, s=2, title=f"seed {s}: in-band "
@@ -157,7 +157,7 @@ L = config.n_couplings
 layers = np.unique(np.round(np.linspace(0, L, 6)).astype(int))
 shown = [states[k] for k in layers]
 xlim, ylim = plotting.view(*shown, least=plotting.DATA_VIEW)
-fig, axes = plotting.panels(len(layers), cols=3, height=1.65)
+fig, axes = plotting.panels(len(layers), cols=3, height=1.9)
 for ax, k, state in zip(axes, layers, shown):
     title = ("latent z (t = 0)" if k == 0 else f"layer {k} of {L}: data (t = 1)" if k == L
              else f"layer {k} of {L} (t = {k / L:.1f})")

@@ -114,7 +114,7 @@ print("Validation loss (Eq. 16, 10,000 held-out points) after epoch " + ", ".joi
 solution = model.sample(1000, generator=torch.Generator().manual_seed(seed),
                         times=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
 xlim, ylim = plotting.view(*solution.states, least=plotting.DATA_VIEW)
-fig, axes = plotting.panels(6, cols=3, height=1.6)
+fig, axes = plotting.panels(6, cols=3, height=1.85)
 for ax, t, state in zip(axes, solution.times, solution.states):
     plotting.points(ax, state, s=2, title=f"t = {t:.1f}",
                     space="latent" if t == 0 else "data" if t == 1 else "state")
@@ -215,7 +215,7 @@ steps = [0.002, 0.02, 0.05, 0.1, 0.2]
 x_0 = torch.randn(1000, 2, generator=torch.Generator().manual_seed(seed + 20))
 quantized = {s: model.sample_from(x_0, dt=s) for s in steps}
 xlim, ylim = plotting.view(*(sol.y for sol in quantized.values()), least=plotting.DATA_VIEW)
-fig, axes = plotting.panels(len(steps), cols=3, height=1.6)
+fig, axes = plotting.panels(len(steps), cols=3, height=1.85)
 rows = []
 for ax, (s, sol) in zip(axes, quantized.items()):
     band = metrics.in_band_fraction(sol.y, standardizer)

@@ -163,3 +163,26 @@ def test_an_interrupted_publication_is_completed_or_undone(tmp_path):
     aside.mkdir()  # cut after the new run was put in place
     tool._recover(final)
     assert final.is_dir() and not aside.exists()
+
+
+def test_two_runs_side_by_side_both_start_their_kernels_and_leave_no_socket_behind(tmp_path):
+    """make -j2 runs two notebooks at once: their kernels' IPC sockets must not collide (they
+    did when both were named kernel-ipc-N in the working folder), nor stay behind."""
+    work = tmp_path / "work"
+    work.mkdir()
+    runs = [subprocess.Popen(
+        [sys.executable, str(ROOT / "tools" / "notebooks.py"), "run", "data",
+         *pairs("data", tmp_path / f"runs-{i}"), "--quiet"],
+        cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in range(2)]
+    seen = set()  # while the kernels run, their sockets live in a folder of their own
+    while any(process.poll() is None for process in runs):
+        seen |= {p.name for p in [*work.iterdir(), *ROOT.glob("kernel-ipc-*")]}
+        time.sleep(0.2)
+    assert not seen, f"sockets in a shared folder: {sorted(seen)}"
+    for process in runs:
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, output[-2000:]
+    for i in range(2):
+        assert (run_dir("data", 0, tmp_path / f"runs-{i}", create=False) / "data.ipynb").is_file()
+    assert not list(work.iterdir()) and not list(ROOT.glob("kernel-ipc-*"))

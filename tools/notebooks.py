@@ -306,6 +306,10 @@ def _execute(nb, source: Path, parameters: dict, staging: Path, final: Path,
     os.environ[STAGING_ENV] = str(staging)
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            # the sockets' files, one folder per run: jupyter_client would otherwise name
+            # them kernel-ipc-1, -2... in the working folder, where two runs side by side
+            # (make -j2) pick the same names and neither kernel starts
+            kernel.KernelManager.ip = str(Path(tmp) / "kernel")
             executable = Path(tmp) / f"{name}.ipynb"
             jupytext.write(nb, executable, fmt="ipynb")
             papermill.execute_notebook(
