@@ -101,7 +101,7 @@ print(presets.describe(config))
 # ## Q1: Plotting the input
 # The training points coloured by class, in the rings' own colours.
 
-fig, ax = plt.subplots(figsize=(5.0, 2.75), layout="constrained")
+fig, ax = plt.subplots(figsize=(4.8, 2.55), layout="constrained")
 sub = np.random.default_rng(seed).permutation(n_points)[:20_000]
 plotting.classes(ax, x_train[sub], c_train[sub], s=1, legend="center left",
                  title="Q1: conditional training data (20,000 points), coloured by class")
@@ -155,7 +155,7 @@ classes = torch.arange(5).repeat_interleave(n_per_class)
 samples = model.sample(len(classes), c=classes,
                        generator=torch.Generator().manual_seed(seed + 100)).y
 per_class, accuracy = metrics.conditional_accuracy(samples, classes, standardizer)
-fig, ax = plt.subplots(figsize=(5.0, 2.75), layout="constrained")
+fig, ax = plt.subplots(figsize=(4.8, 2.55), layout="constrained")
 plotting.classes(ax, samples, classes, s=2,
                  title=f"Q3: {len(classes):,} conditional samples, coloured by class")
 ax.legend(markerscale=4, title="class", loc="center left", bbox_to_anchor=(1.01, 0.5))

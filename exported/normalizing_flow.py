@@ -105,7 +105,7 @@ print(presets.describe(config))
 # data entropy $H$, the lowest loss any model can reach on this data.
 
 H = rings.data_entropy()
-fig, ax = plt.subplots(figsize=(6.0, 2.6), layout="constrained")
+fig, ax = plt.subplots(figsize=(6.0, 2.3), layout="constrained")
 plotting.epoch_curves(ax, history.epochs[1:], {
     "loss": "validation loss (Eq. 9)", "log_det": r"$\log|\det \partial\phi^{-1}/\partial x|$",
     "log_pz": r"$\log p_z(\phi^{-1}(x))$"}, floor=H, title="Q1: validation loss and its parts")
@@ -135,7 +135,7 @@ print(f"Of the {first['loss'] - last['loss']:.3f}-nat drop since epoch 1, "
 seeds = (seed, seed + 1, seed + 2)
 draws = [model.sample(1000, torch.Generator().manual_seed(s)) for s in seeds]
 xlim, ylim = plotting.view(*draws, least=plotting.DATA_VIEW)
-fig, axes = plotting.panels(3, height=2.3)
+fig, axes = plotting.panels(3, height=2.1)
 for ax, s, sample in zip(axes, seeds, draws):
     plotting.bands(ax, standardizer)
     plotting.points(ax, sample, s=2, title=f"seed {s}: in-band "
@@ -157,7 +157,7 @@ L = config.n_couplings
 layers = np.unique(np.round(np.linspace(0, L, 6)).astype(int))
 shown = [states[k] for k in layers]
 xlim, ylim = plotting.view(*shown, least=plotting.DATA_VIEW)
-fig, axes = plotting.panels(len(layers), cols=3, height=1.9)
+fig, axes = plotting.panels(len(layers), cols=3, height=1.75)
 for ax, k, state in zip(axes, layers, shown):
     title = ("latent z (t = 0)" if k == 0 else f"layer {k} of {L}: data (t = 1)" if k == L
              else f"layer {k} of {L} (t = {k / L:.1f})")
@@ -184,7 +184,7 @@ z10 = torch.as_tensor(rings.spread_latents(10), dtype=torch.float32)
 with torch.no_grad():
     _, path = model.forward(z10, return_intermediates=True)
 times = np.arange(L + 1) / L
-fig, ax = plt.subplots(figsize=(6.0, 3.2), layout="constrained")
+fig, ax = plt.subplots(figsize=(5.8, 3.0), layout="constrained")
 plotting.bands(ax, standardizer)
 plotting.trajectories(ax, path, times, numbered=True,
                       title="Q4: forward trajectories of 10 samples, z -> x")

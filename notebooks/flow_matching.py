@@ -89,7 +89,7 @@ print(presets.describe(config))
 # that irreducible variance, not 0.
 
 # %%
-fig, ax = plt.subplots(figsize=(6.0, 2.3), layout="constrained")
+fig, ax = plt.subplots(figsize=(6.0, 2.0), layout="constrained")
 plotting.batch_losses(ax, history.batch_loss, window=500,
                       steps_per_epoch=len(history.batch_loss) // config.epochs,
                       title="Q1: flow-matching loss (Eq. 16) per training batch")
@@ -114,7 +114,7 @@ print("Validation loss (Eq. 16, 10,000 held-out points) after epoch " + ", ".joi
 solution = model.sample(1000, generator=torch.Generator().manual_seed(seed),
                         times=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
 xlim, ylim = plotting.view(*solution.states, least=plotting.DATA_VIEW)
-fig, axes = plotting.panels(6, cols=3, height=1.85)
+fig, axes = plotting.panels(6, cols=3, height=1.7)
 for ax, t, state in zip(axes, solution.times, solution.states):
     plotting.points(ax, state, s=2, title=f"t = {t:.1f}",
                     space="latent" if t == 0 else "data" if t == 1 else "state")
@@ -166,7 +166,7 @@ print(f"On the way (between the first and last panel) the distance to the data i
 # %%
 z10 = torch.as_tensor(rings.spread_latents(10), dtype=torch.float32)
 path = model.sample_from(z10, return_intermediates=True)
-fig, ax = plt.subplots(figsize=(6.0, 3.2), layout="constrained")
+fig, ax = plt.subplots(figsize=(5.8, 3.0), layout="constrained")
 plotting.bands(ax, standardizer)
 plotting.trajectories(ax, path.states[::10], path.times[::10], numbered=True,
                       title="Q3: forward trajectories of 10 points, noise -> data")
@@ -215,7 +215,7 @@ steps = [0.002, 0.02, 0.05, 0.1, 0.2]
 x_0 = torch.randn(1000, 2, generator=torch.Generator().manual_seed(seed + 20))
 quantized = {s: model.sample_from(x_0, dt=s) for s in steps}
 xlim, ylim = plotting.view(*(sol.y for sol in quantized.values()), least=plotting.DATA_VIEW)
-fig, axes = plotting.panels(len(steps), cols=3, height=1.85)
+fig, axes = plotting.panels(len(steps), cols=3, height=1.7)
 rows = []
 for ax, (s, sol) in zip(axes, quantized.items()):
     band = metrics.in_band_fraction(sol.y, standardizer)
