@@ -61,7 +61,7 @@ import numpy as np
 import torch
 
 from create_data import create_olympic_rings
-from flows_src import figures, metrics, plotting, presets, rings, steering
+from flows_src import experiments, figures, metrics, plotting, presets, rings, steering
 from flows_src.flow_matching import VelocityField
 from flows_src.parameters import check_parameters
 from flows_src.runs import run_dir, write_json
@@ -96,7 +96,7 @@ print(f"{sum(p.numel() for p in model.parameters()):,} parameters; "
 
 # **The model and its settings:**
 
-print(presets.describe(config))
+print(experiments.describe(config))
 
 # ## Q1: Plotting the input
 # The training points coloured by class, in the rings' own colours.

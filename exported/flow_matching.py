@@ -66,7 +66,7 @@ import numpy as np
 import torch
 
 from create_data import create_unconditional_olympic_rings
-from flows_src import figures, metrics, ode, plotting, presets, rings
+from flows_src import experiments, figures, metrics, ode, plotting, presets, rings
 from flows_src.flow_matching import VelocityField
 from flows_src.parameters import check_parameters
 from flows_src.runs import run_dir, run_metrics, write_json
@@ -100,7 +100,7 @@ print(f"{sum(p.numel() for p in model.parameters()):,} parameters; "
 
 # **The model and its settings:**
 
-print(presets.describe(config))
+print(experiments.describe(config))
 
 # ## Q1: Loss
 # The loss of Eq. 16 on every training batch, and its moving average. It cannot go to zero:

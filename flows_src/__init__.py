@@ -3,10 +3,10 @@
 Floors, each importing only from its own and those below (tests/test_layers.py keeps this
 true; a new module takes its place on one):
 
-4. experiments: presets, registry
+4. experiments: experiments, registry
 3. training and measures: training, metrics, plotting, figures, steering
 2. models: couplings, spline, normalizing_flow, ot, flow_matching
-1. primitives: rings, config, parameters, runs, ode, cli
+1. primitives and settings: rings, config, presets, parameters, runs, ode, cli
 
 Notebooks, above them all, orchestrate; the tooling (``tools/``, ``bench/``) stands apart:
 nothing here imports it.

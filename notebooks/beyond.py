@@ -34,7 +34,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from create_data import create_unconditional_olympic_rings
-from flows_src import metrics, plotting, presets, rings
+from flows_src import experiments, metrics, plotting, presets, rings
 from flows_src.config import FMConfig
 from flows_src.flow_matching import VelocityField
 from flows_src.ode import METHODS, log_prob, nfe_sweep
@@ -50,7 +50,7 @@ check_parameters(seed=seed, n_points=n_points, n_val=n_val, n_eval=n_eval, n_nll
 out = run_dir("beyond", seed, runs_root)
 FAMILY_NAMES = {"nf": "normalizing flow", "fm": "flow matching",
                 "cfm": "conditional flow matching"}
-runs = {(family, preset): presets.load_run(family, seed, runs_root, preset)
+runs = {(family, preset): experiments.load_run(family, seed, runs_root, preset)
         for preset in presets.PRESETS for family in FAMILY_NAMES
         if family in presets.PRESETS[preset]}
 model, fm_history, _ = runs["fm", "spec"]  # the exercise's flow-matching model
@@ -91,7 +91,7 @@ print(f"\n{sum(t[-1] == 'met' for t in targets)} of {len(targets)} targets met."
 # %%
 for (_, preset), (m, _, _) in runs.items():
     if preset != "spec":
-        print(f"[{preset}] " + presets.describe(m.config) + "\n")
+        print(f"[{preset}] " + experiments.describe(m.config) + "\n")
 
 # %% [markdown]
 # ### Samples and log-density
@@ -147,7 +147,7 @@ plotting.finish(fig, out / "beyond_log_density.png")
 # The strong presets differ from the exercise's in several ways at once. Here each change
 # is added to the ones before it, in the order of `presets.LADDERS`, and every step is
 # trained from the same seed for `ladder_epochs` epochs only (affordable: a comparison of the
-# changes, not the final numbers), then scored the same way (`presets.evaluate`: held-out
+# changes, not the final numbers), then scored the same way (`experiments.evaluate`: held-out
 # NLL, in-band fraction of `n_eval` samples, flow matching's sampled with 50 midpoint steps).
 # The last row of each family is the strong model itself, as its notebook trained it, scored
 # the same way.
@@ -159,20 +159,20 @@ for family in ("nf", "fm"):
             family, n_points=n_points, n_val=n_val, epochs=ladder_epochs, seed=seed,
             compile=compile_model)):
         torch.manual_seed(seed)
-        m = presets.build(step_config)
+        m = experiments.build(step_config)
         history = train_or_load(m, (x_train,), step_config, force=force,
                                 checkpoint=out / f"ladder_{family}_{step}.pt",
                                 validate=validation(x_val[:2000]), progress=False)
         m.eval()
-        scores = presets.evaluate(m, x_val, standardizer, n_samples=n_eval, n_nll=n_nll,
-                                  seed=seed + 100)
+        scores = experiments.evaluate(m, x_val, standardizer, n_samples=n_eval,
+                                      n_nll=n_nll, seed=seed + 100)
         ladder_metrics[f"{family} {step}"] = {"label": label, **scores,
                                                "train_seconds": history.train_seconds}
         ladder_rows.append([FAMILY_NAMES[family], label, ladder_epochs,
                             history.train_seconds, scores["gap"], scores["in_band"]])
     m, history, _ = runs[family, "strong"]
-    scores = presets.evaluate(m, x_val, standardizer, n_samples=n_eval, n_nll=n_nll,
-                              seed=seed + 100)
+    scores = experiments.evaluate(m, x_val, standardizer, n_samples=n_eval, n_nll=n_nll,
+                                  seed=seed + 100)
     ladder_metrics[f"{family} strong"] = {"label": "strong", **scores,
                                           "train_seconds": history.train_seconds}
     ladder_rows.append([FAMILY_NAMES[family], "= strong, trained in full",

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from create_data import create_unconditional_olympic_rings
-from flows_src import figures, metrics, ode, plotting, presets, rings
+from flows_src import experiments, figures, metrics, ode, plotting, presets, rings
 from flows_src.flow_matching import VelocityField
 from flows_src.parameters import check_parameters
 from flows_src.runs import run_dir, run_metrics, write_json
@@ -79,7 +79,7 @@ print(f"{sum(p.numel() for p in model.parameters()):,} parameters; "
 # **The model and its settings:**
 
 # %%
-print(presets.describe(config))
+print(experiments.describe(config))
 
 # %% [markdown]
 # ## Q1: Loss

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from create_data import create_unconditional_olympic_rings
-from flows_src import figures, metrics, plotting, presets, rings
+from flows_src import experiments, figures, metrics, plotting, presets, rings
 from flows_src.normalizing_flow import NormalizingFlow
 from flows_src.parameters import check_parameters
 from flows_src.runs import run_dir, write_json
@@ -75,7 +75,7 @@ print(f"{sum(p.numel() for p in model.parameters()):,} parameters; "
 # functions, vectorized and seeded (same distributions). The flow:
 
 # %%
-print(presets.describe(config))
+print(experiments.describe(config))
 
 # %% [markdown]
 # ## Q1: Loss

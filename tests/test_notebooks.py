@@ -10,7 +10,7 @@ import pytest
 from conftest import ORDER, PRESET_NOTEBOOKS, ROOT, RUNS, TINY
 
 import notebooks as tool
-from flows_src import metrics, presets
+from flows_src import experiments, metrics, presets
 
 NAMES = tool.notebook_names()
 
@@ -161,7 +161,7 @@ def test_beyond_records_how_steadily_every_model_trained(papermill_runs):
                            for family in presets.PRESETS[preset]}
     for key, summary in steady.items():
         family, preset = key.split()
-        history = presets.load_run(family, 0, papermill_runs, preset)[1]
+        history = experiments.load_run(family, 0, papermill_runs, preset)[1]
         assert summary == metrics.steadiness(history)  # the saved run's, not another's
         assert summary["skipped_steps"] == 0  # no step lost to a non-finite gradient
         clips = presets.config(family, preset).max_grad_norm is not None

@@ -6,7 +6,7 @@ import sys
 
 from conftest import ROOT
 
-from flows_src import presets, registry
+from flows_src import experiments, presets, registry
 
 
 def test_the_table_is_consistent():
@@ -17,7 +17,7 @@ def test_the_table_is_consistent():
         assert not nb.preset or nb.family, f"{nb.name}: a preset needs a model family"
     families = [nb.family for nb in registry.NOTEBOOKS if nb.family]
     assert sorted(families) == sorted(presets.FAMILIES)
-    assert all(registry.notebook_of(f) == presets.NOTEBOOKS[f] for f in families)
+    assert all(registry.notebook_of(f) == experiments.NOTEBOOKS[f] for f in families)
 
 
 def test_the_makefile_reads_the_table_without_the_venv():

@@ -51,7 +51,7 @@ import optuna  # tooling only
 import torch
 
 from create_data import create_olympic_rings, create_unconditional_olympic_rings
-from flows_src import metrics, presets, runs
+from flows_src import experiments, metrics, presets, runs
 from flows_src.training import NonFiniteLossError, TrainingStep, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +164,7 @@ def seconds_per_step(config, train_data: tuple, min_seconds: float = 0.3,
     """The wall time of one optimizer step of ``config``'s model, batch slicing included:
     the median of up to ``max_steps`` timed steps (about ``min_seconds``) after two warm-up
     steps, on a throwaway copy of the model."""
-    model = presets.build(config)
+    model = experiments.build(config)
     step = TrainingStep(model, config, total_steps=1000)
     generator = torch.Generator().manual_seed(config.seed)
     n = len(train_data[0])
@@ -259,7 +259,7 @@ def make_objective(definition: Study, args: argparse.Namespace):
         trial.set_user_attr("config", dataclasses.asdict(config))
 
         torch.manual_seed(config.seed)
-        model = presets.build(config)
+        model = experiments.build(config)
         try:
             history = train(model, train_data, config, progress=False)
         except NonFiniteLossError as error:

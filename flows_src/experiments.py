@@ -1,0 +1,123 @@
+"""Building, loading and evaluating a run: the model of a config, the model a notebook
+trained (from its run folder), its scores, and a reader's description of its config.
+
+The presets themselves (plain data, and the configs they make) are :mod:`flows_src.presets`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import textwrap
+
+import torch
+from torch import Tensor, nn
+
+from flows_src import metrics, registry, rings
+from flows_src.config import NFConfig, TrainingConfig, config_from_dict
+from flows_src.flow_matching import VelocityField
+from flows_src.normalizing_flow import NormalizingFlow
+from flows_src.presets import FAMILIES, PRESETS
+from flows_src.rings import Standardizer
+from flows_src.runs import load_torch, run_file, run_metrics
+from flows_src.training import History, load_checkpoint
+
+__all__ = ["NOTEBOOKS", "build", "load_run", "evaluate", "describe"]
+
+#: The notebook that trains each family (the table of notebooks: :mod:`flows_src.registry`).
+NOTEBOOKS = {nb.family: nb.name for nb in registry.NOTEBOOKS if nb.family is not None}
+
+
+def build(config: TrainingConfig) -> nn.Module:
+    """An untrained model of ``config``'s family."""
+    return NormalizingFlow(config) if isinstance(config, NFConfig) else VelocityField(config)
+
+
+def load_run(family: str, seed: int, runs_root: str | os.PathLike = "runs",
+             preset: str = "spec") -> tuple[nn.Module, History, dict]:
+    """The model a notebook trained (``family``'s notebook with ``seed`` and ``preset``),
+    rebuilt from the config saved with it, in eval mode; its history and ``metrics.json``.
+
+    A missing run stops with one line naming the notebook to run first.
+    """
+    path = run_file(NOTEBOOKS[family], seed, "model.pt", runs_root, preset)
+    model = build(config_from_dict(FAMILIES[family], load_torch(path)["config"]))
+    history, _ = load_checkpoint(model, path)
+    return model.eval(), history, run_metrics(NOTEBOOKS[family], seed, runs_root, preset)
+
+
+def evaluate(model: nn.Module, x_val: Tensor, standardizer: Standardizer, *,
+             n_samples: int = 5000, n_nll: int = 1000, seed: int = 0,
+             steps: int = 50) -> dict[str, float]:
+    """Held-out NLL, its gap to the data entropy, and the in-band fraction of samples, the
+    same way for either unconditional family.
+
+    The normalizing flow's NLL is exact on all of ``x_val``; flow matching's is the ODE
+    likelihood (RK4, dt = 0.01) of the first ``n_nll`` points, and its samples are
+    integrated by the midpoint rule with ``steps`` steps (see the beyond notebook's solver
+    table for how close that comes to the exercise's 1,000 Euler steps).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    if isinstance(model, NormalizingFlow):
+        with torch.no_grad():
+            nll = metrics.nll(model.log_prob, x_val)
+            samples = model.sample(n_samples, generator)
+    else:
+        x_0 = torch.randn(n_samples, 2, generator=generator)
+        with torch.no_grad():
+            samples = model.sample_from(x_0, dt=1 / steps, method="midpoint").y
+        nll = float(-model.log_prob(x_val[:n_nll], dt=0.01).double().mean())
+    return {"nll": nll, "gap": nll - rings.data_entropy(),
+            "in_band": metrics.in_band_fraction(samples, standardizer)}
+
+
+def describe(config: TrainingConfig) -> str:
+    """A few sentences for a reader: the architecture and training of ``config``, and every
+    setting that differs from the exercise's (Sec. 3.3, 4.3), the soft bound on the
+    normalizing flow's log-scale included."""
+    spec = config_from_dict(type(config), {
+        **PRESETS["spec"]["cfm" if getattr(config, "n_classes", None) else
+                          "nf" if isinstance(config, NFConfig) else "fm"],
+        "seed": config.seed, "compile": config.compile})
+    training = (f"Adam, learning rate {config.lr:g} with cosine annealing to 0, "
+                f"{config.n_points:,} training points, {config.epochs} epochs of batches of "
+                f"{config.batch_size}")
+    if isinstance(config, NFConfig) and config.transform == "spline":
+        text = (f"Normalizing flow: {config.n_couplings} rational-quadratic spline coupling "
+                f"layers (Durkan et al. 2019; {config.bins} bins on [-{config.bound:g}, "
+                f"{config.bound:g}], the identity outside) in place of Eq. 3's affine map, a "
+                f"swap of the two coordinates between consecutive ones; each layer's widths, "
+                f"heights and slopes come from one MLP of {config.n_linear} Linear layers, "
+                f"hidden width {config.hidden}, LeakyReLU({config.negative_slope:g}) between "
+                f"them. {training}.")
+    elif isinstance(config, NFConfig):
+        text = (f"Normalizing flow: {config.n_couplings} affine coupling layers (Eq. 3-6), a "
+                f"swap of the two coordinates (the permutation) between consecutive ones; "
+                f"each layer has two MLPs (for log s and for b) of {config.n_linear} Linear "
+                f"layers, hidden width {config.hidden}, LeakyReLU({config.negative_slope:g}) "
+                f"between them. {training}.")
+        if config.log_s_bound is not None:
+            bound = f"{config.log_s_bound:g}"
+            text += (f" One change to Eq. 3: the log-scale is soft-bounded, log s = {bound} "
+                     f"tanh(r / {bound}) of the network's output r (a layer scales by at "
+                     f"most e^{bound}); a LeakyReLU network is linear far from the data, so "
+                     f"an unbounded exp(log s) of a far point grows exponentially and "
+                     f"compounds over the layers until the loss overflows.")
+    else:
+        conditional = config.n_classes is not None
+        text = ("Conditional flow matching" if conditional else "Flow matching") + (
+            f": an MLP of {config.n_linear} Linear layers, width {config.hidden}, "
+            f"LeakyReLU({config.negative_slope:g}) between them, input (y, t)")
+        if conditional:
+            text += (f" and the class through nn.Embedding({config.n_classes}, "
+                     f"{config.embed_dim}), mixed with (y, t) by the first Linear layer")
+        text += f". {training}; sampling by Euler steps of dt = {config.dt:g}."
+    # bins and bound have no value in the exercise; a spline flow has no log-scale bound
+    unused = {"seed", "compile", "n_val", "bins", "bound"} | (
+        {"log_s_bound"} if getattr(config, "transform", "") == "spline" else set())
+    changed = [f"{f.name} = {getattr(config, f.name)!r} (exercise: {getattr(spec, f.name)!r})"
+               for f in dataclasses.fields(config)
+               if f.name not in unused and getattr(config, f.name) != getattr(spec, f.name)]
+    text += (" Settings that differ from the exercise's: " + "; ".join(changed) + "."
+             if changed else " Every other setting is the exercise's.")
+    return textwrap.fill(text, width=96)
