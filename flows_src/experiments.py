@@ -115,9 +115,30 @@ def describe(config: TrainingConfig) -> str:
     # bins and bound have no value in the exercise; a spline flow has no log-scale bound
     unused = {"seed", "compile", "n_val", "bins", "bound"} | (
         {"log_s_bound"} if getattr(config, "transform", "") == "spline" else set())
-    changed = [f"{f.name} = {getattr(config, f.name)!r} (exercise: {getattr(spec, f.name)!r})"
-               for f in dataclasses.fields(config)
+    changed = [f"{_WORDS.get(f.name, f.name)} {_value(getattr(config, f.name))} (exercise: "
+               f"{_value(getattr(spec, f.name))})" for f in dataclasses.fields(config)
                if f.name not in unused and getattr(config, f.name) != getattr(spec, f.name)]
     text += (" Settings that differ from the exercise's: " + "; ".join(changed) + "."
              if changed else " Every other setting is the exercise's.")
     return textwrap.fill(text, width=96)
+
+
+#: How :func:`describe` names a config field for a reader.
+_WORDS = {
+    "n_points": "training points", "epochs": "epochs", "batch_size": "batch size",
+    "lr": "learning rate", "max_grad_norm": "gradient-norm clip", "n_couplings":
+    "coupling layers", "hidden": "hidden width", "n_linear": "Linear layers per network",
+    "negative_slope": "LeakyReLU slope", "log_s_bound": "log-scale bound", "init":
+    "initialization", "transform": "coupling transform", "dt": "Euler step", "n_classes":
+    "classes", "embed_dim": "class embedding size", "coupling": "noise-data coupling",
+    "time_features": "time features", "time_power": "training-time power",
+}
+
+
+def _value(value: object) -> str:
+    """A setting as a reader writes it: ``None`` as "none", numbers with thousands marks."""
+    if value is None:
+        return "none"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
