@@ -31,9 +31,11 @@ import io
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import tokenize
 from pathlib import Path
@@ -190,6 +192,8 @@ def run(name: str, pairs: list[list[str]], quiet: bool = False, replace: bool = 
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata["flows_lab"] = {"parameters": values}
     start = time.perf_counter()
+    interrupted = threading.Event()
+    previous = signal.signal(signal.SIGINT, _on_interrupt(interrupted))
     try:
         with _locked(final):
             _recover(final)
@@ -199,17 +203,51 @@ def run(name: str, pairs: list[list[str]], quiet: bool = False, replace: bool = 
                                 f"{'; '.join(changed)}): --replace (or -p force True) replaces "
                                 f"it, -p runs_root DIR keeps both")
             staging, seeded = _stage(final)
-            out = _execute(nb, source, parameters, staging, final, seeded,
-                           stream and not quiet)
+            try:
+                out = _execute(nb, source, parameters, staging, final, seeded,
+                               stream and not quiet)
+            except ToolError:
+                if interrupted.is_set():  # its kernel was stopped by the interrupt
+                    shutil.rmtree(_failed(final), ignore_errors=True)
+                    raise KeyboardInterrupt from None
+                raise
+            if interrupted.is_set():  # the interrupt was swallowed on the way: never publish
+                shutil.rmtree(staging, ignore_errors=True)
+                raise KeyboardInterrupt
             _publish(staging, final)
     except OSError as error:
         raise ToolError(f"{name}: cannot write its run: {error}") from None
     except KeyboardInterrupt:
         raise Interrupted(f"{name} was not published; {_kept(final)}") from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
     if not quiet:
         print(f"{name}: done in {time.perf_counter() - start:.0f} s -> {final}/ "
               f"({_contents(final)})")
     return final / out.name
+
+
+def _on_interrupt(interrupted: threading.Event):
+    """A SIGINT handler for :func:`run`: note the interrupt, stop the kernels this process
+    started (the running cell then fails for certain: papermill's event loop can swallow a
+    plain KeyboardInterrupt and finish the notebook), and raise KeyboardInterrupt."""
+    def handler(signum, frame):
+        interrupted.set()
+        for pid in _children(os.getpid()):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+        raise KeyboardInterrupt
+
+    return handler
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux's /proc; none found elsewhere)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
 
 
 def finished(name: str, seed: int, preset: str = "spec", runs_root: str = "runs") -> bool:
