@@ -78,3 +78,13 @@ def test_targets_are_tabled_per_seed_with_how_many_seeds_met_them(tmp_path):
     table = (tmp_path / "sweep" / "summary.md").read_text()
     assert ("| spline NF in_band >= 0.97 | 0.98 yes | 0.96 NO | — | 0.97 ± 0.014 | 1 of 3 |"
             in table)
+
+
+def test_report_leaves_out_seeds_without_runs_and_a_sweep_of_one_seed(tmp_path):
+    _runs(tmp_path, {0: (2.0, 0.2), 2: (2.4, None)})
+    sweep.main(["--seeds", "0", "1", "2", "--runs-root", str(tmp_path)])
+    handin = report_merge.sweep_section(tmp_path, handin=True)
+    assert "seeds 0, 2 " in handin and "seed 1" not in handin and "make sweep" not in handin
+    _runs(tmp_path / "one", {0: (2.0, 0.2)})
+    sweep.main(["--seeds", "0", "1", "--runs-root", str(tmp_path / "one")])
+    assert report_merge.sweep_section(tmp_path / "one", handin=True) is None

@@ -256,13 +256,17 @@ def sweep_section(root: Path, handin: bool) -> str | None:
     rows = [row for row in summary["rows"] if any(v is not None for v in row["values"])
             and (not handin or (row.get("preset", "spec") == "spec"
                                 and row["notebook"] in registry.names(handin=True)))]
-    if not rows:
+    # only the seeds these rows were run with: a column of dashes says nothing
+    keep = [i for i in range(len(summary["seeds"])) if any(r["values"][i] is not None
+                                                          for r in rows)]
+    if len(keep) < 2:  # one seed's numbers are the sections above
         return None
-    seeds = summary["seeds"]
+    seeds = [summary["seeds"][i] for i in keep]
+    rows = [{**r, "values": [r["values"][i] for i in keep]} for r in rows]
     return ("## Seeds: mean ± standard deviation\n\n"
-            f"Every metric of the runs with seeds {', '.join(map(str, seeds))} "
-            "(`make sweep`; the sections above are one seed's run), with the sample standard "
-            "deviation over the seeds.\n\n" + markdown(rows, seeds))
+            f"Every metric of the runs with seeds {', '.join(map(str, seeds))} (the same "
+            "notebooks run with each seed; the sections above are one seed's run), with the "
+            "sample standard deviation over the seeds.\n\n" + markdown(rows, seeds))
 
 
 def merge(notebooks: dict, author: Author, seed: int, statement: str,
