@@ -141,9 +141,7 @@ fig.suptitle("Q2: flow matching, the distribution over time")
 plotting.finish(fig, out / "fm_q2_progression.png")
 nf = run_metrics("normalizing_flow", seed, runs_root, preset)
 data_view = x_val[:1000]
-fm_progress = [[float(t), metrics.in_band_fraction(s_, standardizer),
-                metrics.sliced_wasserstein(s_, data_view)]
-               for t, s_ in zip(solution.times, solution.states)]
+fm_progress = metrics.progression(solution.states, solution.times, data_view, standardizer)
 print(metrics.format_table(
     [[f"{fm[0]:.1f}", fm[1], fm[2], nf_row[0], nf_row[2], nf_row[3]]
      for fm, nf_row in zip(fm_progress, nf["progression"])],
@@ -195,17 +193,8 @@ print(metrics.format_table(
     ["median over 10 paths", "length / chord", "largest step share"]))
 print(f"Both at {L + 1} equally spaced times (flow matching at t = k/{L}); a path that moves "
       f"the same distance in every step has a largest step share of 1/{L} = {1 / L:.3f}.")
-evenly = fm_shape["largest_step_share"] < nf["path_shape"]["largest_step_share"]
-straighter = fm_shape["length_over_chord"] < nf["path_shape"]["length_over_chord"]
-if evenly and straighter:
-    print("Flow matching's flow is the more consistent over time: its paths spread their "
-          "movement more evenly over the time steps and are straighter.")
-elif not evenly and not straighter:
-    print("The normalizing flow's paths are the more consistent here: more evenly spread "
-          "over the layers and straighter.")
-else:
-    print(f"Mixed: flow matching's paths are {'more' if evenly else 'less'} evenly spread "
-          f"over time and {'straighter' if straighter else 'less straight'}.")
+print(metrics.consistency_verdict(fm_shape, nf["path_shape"],
+                                  ("flow matching", "the normalizing flow")))
 
 # **Which flow is more consistent over time?** The printed measures and verdict answer it:
 # how far each path is from straight (its length over the distance between its ends) and

@@ -37,7 +37,7 @@ from flows_src.training import History
 __all__ = ["nll", "in_band_fraction", "ring_shares", "ring_balance", "conditional_accuracy",
            "quality", "format_quality", "log_prob_grid", "format_table", "path_length_ratio",
            "path_shape", "sliced_wasserstein", "straightness", "steadiness", "class_check",
-           "misses", "shortfall"]
+           "misses", "shortfall", "progression", "consistency_verdict"]
 
 
 def _numpy(points: Tensor | np.ndarray) -> np.ndarray:
@@ -279,6 +279,29 @@ def sliced_wasserstein(a: Tensor | np.ndarray, b: Tensor | np.ndarray,
     qa = np.quantile(a @ directions.T, q, axis=0)
     qb = np.quantile(b @ directions.T, q, axis=0)
     return float(np.abs(qa - qb).mean())
+
+
+def progression(states, times, data: Tensor | np.ndarray, standardizer: Standardizer
+                ) -> list[list[float]]:
+    """How far a flow has come at each of its ``(k, n, 2)`` ``states`` (``times`` ``(k,)``):
+    rows ``[t, in-band fraction, sliced Wasserstein distance to data]``, ``data`` ``(m, 2)``
+    standardized like the states."""
+    return [[float(t), in_band_fraction(state, standardizer), sliced_wasserstein(state, data)]
+            for t, state in zip(times, states)]
+
+
+def consistency_verdict(first: dict, second: dict, names: tuple[str, str]) -> str:
+    """A sentence on which of two :func:`path_shape` results moves more consistently over
+    time (a smaller busiest step and a smaller length over chord), naming them ``names``."""
+    evenly = first["largest_step_share"] < second["largest_step_share"]
+    straighter = first["length_over_chord"] < second["length_over_chord"]
+    if evenly == straighter:
+        winner = names[0] if evenly else names[1]
+        return (f"{winner[0].upper()}{winner[1:]}'s flow is the more consistent over time: its "
+                f"paths spread their movement more evenly over the time steps and are "
+                f"straighter.")
+    return (f"Mixed: {names[0]}'s paths are {'more' if evenly else 'less'} evenly spread over "
+            f"time and {'straighter' if straighter else 'less straight'} than {names[1]}'s.")
 
 
 def straightness(states: Tensor | np.ndarray, times: Tensor | np.ndarray) -> float:

@@ -29,7 +29,8 @@ import torch
 
 __all__ = ["PROJECT_ROOT", "STAGING_ENV", "root_dir", "run_dir", "staging_dir", "atomic_write",
            "write_json", "read_json", "save_torch", "load_torch", "CheckpointError",
-           "run_file", "run_metrics", "ModelRecord", "BeyondRecord", "load_record", "study_dir"]
+           "run_file", "run_metrics", "ModelRecord", "BeyondRecord", "load_record", "studies_dir",
+           "study_dir"]
 
 #: The folder holding ``flows_src/``, ``notebooks/`` and ``runs/``.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -240,8 +241,13 @@ def load_torch(path: str | os.PathLike):
             "(-p force True, or --force True for a script)") from None
 
 
-def study_dir(name: str, runs_root: str | os.PathLike = "runs") -> Path:
-    """The folder of hyper-parameter study ``name`` (``make study``):
-    ``<runs_root>/studies/<name>``, its table, plot and ``trials.json``; not created."""
+def studies_dir(runs_root: str | os.PathLike = "runs") -> Path:
+    """``<runs_root>/studies``: a folder per hyper-parameter study (``make study``); not
+    created."""
     root = Path(runs_root)
-    return (root if root.is_absolute() else PROJECT_ROOT / root) / "studies" / name
+    return (root if root.is_absolute() else PROJECT_ROOT / root) / "studies"
+
+
+def study_dir(name: str, runs_root: str | os.PathLike = "runs") -> Path:
+    """The folder of study ``name``, its table, plot and ``trials.json``; not created."""
+    return studies_dir(runs_root) / name

@@ -39,7 +39,7 @@ from flows_src.config import FMConfig
 from flows_src.flow_matching import VelocityField
 from flows_src.ode import METHODS, log_prob, nfe_sweep
 from flows_src.parameters import check_parameters
-from flows_src.runs import read_json, run_dir, study_dir, write_json
+from flows_src.runs import read_json, run_dir, studies_dir, write_json
 from flows_src.training import train_or_load, validation
 
 plotting.use_print_style()
@@ -408,27 +408,25 @@ write_json(out / "metrics.json", {
 # is drawn as a line, and this seed's preset runs as stars.
 
 # %%
-STUDIES = {"nf-affine": "nf", "nf-spline": "nf", "fm": "fm", "cfm": "cfm"}
-studies = {}
-for name in STUDIES:
-    path = study_dir(name, runs_root) / "trials.json"
-    if path.is_file():
-        studies[name] = read_json(path)["rows"]
-    else:
-        print(f"study {name}: not run here (make study NAME={name})")
-if studies:
+studies = {path.parent.name: read_json(path) for path in
+           sorted(studies_dir(runs_root).glob("*/trials.json"))}
+if not studies:
+    print("No study has run here (make study NAME=<study>).")
+else:
     fig, axes = plotting.panels(len(studies), cols=min(len(studies), 2), height=2.4,
                                 share=False)
-    for ax, (name, rows) in zip(axes, studies.items()):
-        plotting.study_front(ax, rows, title=f"study {name}: {len(rows)} trials")
+    for ax, (name, study) in zip(axes, studies.items()):
+        plotting.study_front(ax, study["rows"], title=f"study {name}: "
+                             f"{len(study['rows'])} trials")
         for (family, preset), (_, history, result) in runs.items():
-            if family == STUDIES[name] and preset != "spec":
+            if family == study["family"] and preset != "spec":
                 ax.scatter(history.train_seconds, metrics.shortfall(result), marker="*",
                            s=120, zorder=5, label=f"preset {preset} (this seed)")
         ax.legend()
     plotting.finish(fig, out / "beyond_studies.png")
-    for name, rows in studies.items():
-        front = sorted((r for r in rows if r["pareto"]), key=lambda r: r["train_seconds"])
+    for name, study in studies.items():
+        front = sorted((r for r in study["rows"] if r["pareto"]),
+                       key=lambda r: r["train_seconds"])
         print(f"study {name}, the front: " + "; ".join(
             f"{r['train_seconds']:.0f} s -> {r['shortfall']:.3f}" for r in front))
 

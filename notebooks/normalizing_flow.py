@@ -154,8 +154,8 @@ plotting.outer_labels(axes, cols=3)
 fig.suptitle("Q3: the distribution layer by layer")
 plotting.finish(fig, out / "nf_q3_layers.png")
 data_view = x_val[:1000]
-progress = [[f"layer {k}", k / L, metrics.in_band_fraction(s_, standardizer),
-             metrics.sliced_wasserstein(s_, data_view)] for k, s_ in zip(layers, shown)]
+progress = [[f"layer {k}", *row] for k, row in zip(
+    layers, metrics.progression(shown, layers / L, data_view, standardizer))]
 print(metrics.format_table(progress, ["after", "t", "in-band fraction",
                                       "distance to data (sliced Wasserstein)"]))
 print(figures.outside_note(shown, xlim, ylim))

@@ -121,3 +121,19 @@ def test_class_check_and_misses_locate_conditional_samples():
     assert missed["in_other_band"] == 1 and missed["other_band_near_crossing"] == 1
     assert check[1]["verdict"] == "outside its own band, also in yellow's (the bands cross)"
     assert check[1]["nearest_other"] == 3 and check[1]["other"] == 0
+
+
+def test_progression_and_the_consistency_verdict():
+    from flows_src.rings import Standardizer
+
+    identity = Standardizer((0.0, 0.0), (1.0, 1.0))
+    ring = np.column_stack([np.cos(np.linspace(0, 6.28, 400)), np.sin(np.linspace(0, 6.28, 400))])
+    rows = metrics.progression([ring * 3, ring], [0.0, 1.0], ring, identity)
+    assert rows[1] == [1.0, 1.0, 0.0] and rows[0][1] < 0.1 and rows[0][2] > 1
+    even = {"largest_step_share": 0.1, "length_over_chord": 2.0}
+    jumpy = {"largest_step_share": 0.3, "length_over_chord": 8.0}
+    assert metrics.consistency_verdict(even, jumpy, ("flow matching", "the flow")).startswith(
+        "Flow matching's flow is the more consistent")
+    assert metrics.consistency_verdict(jumpy, even, ("a", "b")).startswith("B's flow")
+    mixed = {"largest_step_share": 0.1, "length_over_chord": 9.0}
+    assert metrics.consistency_verdict(mixed, jumpy, ("a", "b")).startswith("Mixed")
