@@ -72,3 +72,23 @@ def test_budget_sets_the_epochs_and_bad_input_stops_in_one_line(capsys):
     errors = capsys.readouterr().err.splitlines()
     assert len(errors) == 2 and "--name must be one of nf-affine" in errors[0]
     assert "--workers must be an integer >= 1" in errors[1]
+
+
+def test_candidates_fit_their_space_and_run_first(tmp_path, monkeypatch):
+    for name, definition in tool.STUDIES.items():
+        assert definition.outside_space() == [], name
+    assert tool.Study("nf", "x", space={"hidden": [16, 32], "lr": ("log", 1e-4, 1e-3)},
+                      candidates=[{"hidden": 64, "lr": 1e-2, "bins": 8}]).outside_space() == [
+        "candidate 0: hidden=64", "candidate 0: lr=0.01", "candidate 0: bins=8"]
+
+    candidate = {"n_couplings": 8, "hidden": 16, "n_linear": 3, "log_s_bound": 2.0,
+                 "batch_size": 128, "lr": 1e-3, tool.SHARE: 1.0}
+    monkeypatch.setitem(tool.STUDIES, "tiny", tool.Study(
+        "nf", "a candidate, then the sampler", fixed={"init": "he"},
+        space=tool.STUDIES["nf-affine"].space, candidates=[candidate]))
+    args = ["--name", "tiny", "--runs-root", str(tmp_path), "--sampler-seed", "0", *TINY]
+    assert tool.main([*args, "--trials", "2"]) == 0
+    assert tool.main([*args, "--trials", "1"]) == 0  # enqueued once per study, not per command
+    study = optuna.load_study(study_name="tiny", storage=tool.storage_of(None, tmp_path, "tiny"))
+    params = [t.params for t in study.trials]
+    assert params[0] == candidate and candidate not in params[1:]
