@@ -145,11 +145,11 @@ bench: setup
 
 sweep: setup
 	@# the longest chain first: strong NF -> strong FM -> beyond
-	@for s in $(SEEDS); do \
+	@start=$$(date +%s); for s in $(SEEDS); do \
 		$(MAKE) --no-print-directory -j2 strong-normalizing_flow notebooks beyond-notebooks \
 			SEED=$$s SPEC=nb \
-		|| exit 1; done
-	$(PY) tools/sweep.py --seeds $(SEEDS)
+		|| exit 1; done; \
+	$(PY) tools/sweep.py --seeds $(SEEDS) --seconds $$(( $$(date +%s) - start ))
 	$(MAKE) --no-print-directory submission beyond-report DRAFT=$(if $(DRAFT),$(DRAFT),1)
 
 # make study NAME=nf-affine [TRIALS=20] [BUDGET=300] [WORKERS=2] [STORAGE=postgresql://...]

@@ -78,6 +78,14 @@ def test_targets_are_tabled_per_seed_with_how_many_seeds_met_them(tmp_path):
     table = (tmp_path / "sweep" / "summary.md").read_text()
     assert ("| spline NF in_band >= 0.97 | 0.98 yes | 0.96 NO | — | 0.97 ± 0.014 | 1 of 3 |"
             in table)
+    # a time, with the share of its budget used; one seed's value alone, no "± nan"
+    assert ("| spline NF train_seconds <= 300 | 250 yes (83%) | 250 yes (83%) | — | 250 ± 0 "
+            "| 2 of 3 |" in table)
+    assert "| strong NF gap NLL - H (nats) | — | — | — | — |" in table and "nan" not in table
+    assert sweep.main(["--seeds", "0", "--runs-root", str(tmp_path), "--seconds", "600"]) == 0
+    table = (tmp_path / "sweep" / "summary.md").read_text()
+    assert table.startswith("The notebooks of seeds 0 took 10 min")
+    assert "| spline NF gap <= 0.06 | 0.04 yes | 0.04 | 1 of 1 |" in table
 
 
 def test_report_leaves_out_seeds_without_runs_and_a_sweep_of_one_seed(tmp_path):

@@ -101,15 +101,17 @@ def targets(runs_root: Path, seeds: list[int]) -> list[dict]:
 
 
 def targets_markdown(rows: list[dict], seeds: list[int]) -> str:
-    """The targets per seed (each value marked met or not) and over the seeds."""
+    """The targets per seed (each value marked met or not; a time with the share of its
+    budget it used) and over the seeds."""
     head = ["target", *(f"seed {s}" for s in seeds), "mean ± std", "met on"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        mean, std = mean_std(row["values"])
+        budget = float(row["metric"].rsplit(" ", 1)[1]) if "seconds" in row["metric"] else None
         cells = ["—" if v is None else f"{v:.4g} {'yes' if m else 'NO'}"
+                 + ("" if budget is None else f" ({v / budget:.0%})")
                  for v, m in zip(row["values"], row["met"])]
         met_on = sum(bool(m) for m in row["met"])
-        lines.append("| " + " | ".join([row["metric"], *cells, f"{mean:.4g} ± {std:.2g}",
+        lines.append("| " + " | ".join([row["metric"], *cells, spread(row["values"]),
                                         f"{met_on} of {len(seeds)}"]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -124,14 +126,20 @@ def mean_std(values: list[float | None]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in present) / (len(present) - 1))
 
 
+def spread(values: list[float | None]) -> str:
+    """``mean ± std`` of the values present; the value alone for one, a dash for none."""
+    mean, std = mean_std(values)
+    if math.isnan(mean):
+        return "—"
+    return f"{mean:.4g}" if math.isnan(std) else f"{mean:.4g} ± {std:.2g}"
+
+
 def markdown(rows: list[dict], seeds: list[int]) -> str:
     head = ["metric", *(f"seed {s}" for s in seeds), "mean ± std"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        mean, std = mean_std(row["values"])
         cells = ["—" if v is None else f"{v:.4g}" for v in row["values"]]
-        lines.append("| " + " | ".join([row["metric"], *cells, f"{mean:.4g} ± {std:.2g}"])
-                     + " |")
+        lines.append("| " + " | ".join([row["metric"], *cells, spread(row["values"])]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -139,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
     parser.add_argument("--runs-root", type=root_dir, default=root_dir("runs"))
+    parser.add_argument("--seconds", type=float,
+                        help="how long the seeds' notebooks took (wall clock), for the record")
     args = parser.parse_args(argv)
     rows = collect(args.runs_root, args.seeds)
     missing = [(r["metric"], s) for r in rows for s, v in zip(args.seeds, r["values"])
@@ -146,10 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     out = args.runs_root / "sweep"
     out.mkdir(parents=True, exist_ok=True)
     goals = targets(args.runs_root, args.seeds)
-    table = (markdown(rows, args.seeds) + "\n**Targets** (flows_src.presets.TARGETS)\n\n"
+    took = ("" if args.seconds is None else
+            f"The notebooks of seeds {', '.join(map(str, args.seeds))} took "
+            f"{args.seconds / 60:.0f} min (wall clock, two notebooks at a time).\n\n")
+    table = (took + markdown(rows, args.seeds) + "\n**Targets** (flows_src.presets.TARGETS; "
+             "a training time with the share of its budget it used)\n\n"
              + targets_markdown(goals, args.seeds))
     (out / "summary.md").write_text(table)
-    write_json(out / "summary.json", {"seeds": args.seeds, "rows": rows, "targets": goals})
+    write_json(out / "summary.json", {"seeds": args.seeds, "seconds": args.seconds,
+                                      "rows": rows, "targets": goals})
     print(table)
     print(f"summary: {out / 'summary.md'}")
     if missing:
