@@ -119,23 +119,36 @@ _FM_STRONG = {"n_linear": 5, "batch_size": 512, "lr": 2e-3, "time_features": 4,
               "time_power": 3.0, SHARE: 1.0}
 _FM_CANDIDATES = [{"hidden": hidden, **_FM_STRONG} for hidden in (256, 192, 128)]
 
+_NSF = {"n_couplings": 6, "hidden": 128, "n_linear": 3, "bins": 16, "bound": 5.0,
+        "batch_size": 512, "lr": 2e-3, "init": "uniform", SHARE: 1.0}
+
 #: The studies, by name. Each searches around what the family's ladder
 #: (:data:`flows_src.presets.LADDERS`) found to matter.
 STUDIES: dict[str, Study] = {
+    # candidates: the strong preset's networks and training (its 24 epochs took about 210 s),
+    # and wider or shallower networks in the same time
     "nf-affine": Study(
         "nf", "normalizing flow, affine couplings (the strong preset's family)",
         fixed={"init": "he", "max_grad_norm": 100.0},
         space={"n_couplings": [8, 12, 15], "hidden": [16, 32, 64], "n_linear": [3, 4, 5],
                "log_s_bound": [2.0, 5.0], "batch_size": [128, 256, 512],
-               "lr": ("log", 2e-4, 3e-3), SHARE: _SHARES}),
+               "lr": ("log", 2e-4, 3e-3), SHARE: _SHARES},
+        candidates=[{"n_couplings": 15, "hidden": 32, "n_linear": 4, "log_s_bound": 2.0,
+                     "batch_size": 256, "lr": 5e-4, SHARE: share} for share in (0.7, 1.0)]
+        + [{"n_couplings": 15, "hidden": 64, "n_linear": 3, "log_s_bound": 2.0,
+            "batch_size": 256, "lr": 5e-4, SHARE: 1.0}]),
     # around zuko's NSF, measured on this data (issue 17): 6 transforms, 16 bins, two hidden
-    # layers of 128, batch 512, lr 2e-3, gradient norm clipped at 100
+    # layers of 128, batch 512, lr 2e-3, gradient norm clipped at 100 (the spline preset,
+    # PyTorch's default initialization); candidates: that, more bins on a tighter interval,
+    # more transforms
     "nf-spline": Study(
         "nf", "normalizing flow, rational-quadratic spline couplings",
-        fixed={"transform": "spline", "init": "he", "max_grad_norm": 100.0},
+        fixed={"transform": "spline", "max_grad_norm": 100.0},
         space={"n_couplings": [4, 6, 8], "hidden": [64, 128, 192], "n_linear": [3, 4],
                "bins": [8, 16, 24], "bound": [3.0, 4.0, 5.0], "batch_size": [256, 512, 1024],
-               "lr": ("log", 5e-4, 4e-3), SHARE: _SHARES}),
+               "lr": ("log", 5e-4, 4e-3), "init": ["uniform", "he"], SHARE: _SHARES},
+        candidates=[{**_NSF, **change} for change in (
+            {}, {"bins": 24, "bound": 4.0}, {"n_couplings": 8})]),
     "fm": Study("fm", "flow matching, unconditional", space=_FM_SPACE,
                 candidates=_FM_CANDIDATES),
     "cfm": Study("cfm", "flow matching, class-conditional (5 rings)",
