@@ -6,7 +6,7 @@ true; a new module takes its place on one):
 4. experiments: experiments, registry
 3. training and measures: training, metrics, plotting, figures, steering
 2. models: couplings, spline, normalizing_flow, ot, flow_matching
-1. primitives and settings: rings, config, presets, parameters, runs, ode, cli
+1. primitives, settings and records: rings, config, presets, parameters, runs, history, ode, cli
 
 Notebooks, above them all, orchestrate; the tooling (``tools/``, ``bench/``) stands apart:
 nothing here imports it.

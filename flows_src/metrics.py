@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from flows_src.history import History
 from flows_src.rings import (
     COLOURS,
     THICKNESS,
@@ -32,7 +33,6 @@ from flows_src.rings import (
     in_ring,
     ring_of,
 )
-from flows_src.training import History
 
 __all__ = ["nll", "in_band_fraction", "ring_shares", "ring_balance", "conditional_accuracy",
            "quality", "format_quality", "log_prob_grid", "format_table", "path_length_ratio",
@@ -333,7 +333,7 @@ def straightness(states: Tensor | np.ndarray, times: Tensor | np.ndarray) -> flo
 
 
 def steadiness(history: History) -> dict[str, float]:
-    """How steadily a run trained, from its saved :class:`~flows_src.training.History`: the
+    """How steadily a run trained, from its saved :class:`~flows_src.history.History`: the
     held-out loss of every epoch (the first is before training) and the loss of every batch.
 
     Returns ``rises`` (epochs whose held-out loss is higher than the epoch before's; a

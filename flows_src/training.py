@@ -24,7 +24,6 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -32,48 +31,15 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from flows_src.config import TrainingConfig
+from flows_src.history import History
 from flows_src.runs import CheckpointError, load_torch, save_torch
 
-__all__ = ["History", "NonFiniteLossError", "TrainingStep", "train", "train_or_load",
+__all__ = ["NonFiniteLossError", "TrainingStep", "train", "train_or_load",
            "load_checkpoint", "read_checkpoint", "fingerprint", "evaluate_in_chunks", "validation"]
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-@dataclass
-class History:
-    """What a training run leaves behind.
-
-    Arguments:
-        batch_loss: the loss of every optimizer step, in order.
-        epochs: one dict per epoch (epoch 0 = before training) with the validation summary,
-            the learning rate at the epoch's end and the epoch's wall time.
-        first_step_seconds: the first step's time: with ``compile`` this is the warm-up.
-        compiled: whether the loss ran through ``torch.compile``.
-        clipped_steps: steps whose gradient norm was clipped (``config.max_grad_norm``).
-        skipped_steps: steps left out because their gradient was not finite (only counted
-            with gradient clipping; see :class:`TrainingStep`).
-    """
-
-    batch_loss: list[float] = field(default_factory=list)
-    epochs: list[dict[str, float]] = field(default_factory=list)
-    first_step_seconds: float = 0.0
-    compiled: bool = False
-    clipped_steps: int = 0
-    skipped_steps: int = 0
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> History:
-        return cls(**values)
-
-    @property
-    def train_seconds(self) -> float:
-        return float(sum(e.get("seconds", 0.0) for e in self.epochs))
 
 
 def fingerprint(model: nn.Module, config: TrainingConfig) -> str:

@@ -16,7 +16,7 @@ MODELS = {"nf": (NormalizingFlow, NFConfig(n_couplings=2, hidden=4, n_linear=2))
 def test_the_code_is_every_module_the_model_and_its_training_import():
     nf = set(code_modules(NormalizingFlow(MODELS["nf"][1])))
     fm = set(code_modules(VelocityField(MODELS["fm"][1])))
-    shared = {"flows_src.training", "flows_src.rings", "flows_src.config"}
+    shared = {"flows_src.training", "flows_src.history", "flows_src.rings", "flows_src.config"}
     assert shared | {"flows_src.normalizing_flow", "flows_src.couplings"} <= nf
     assert shared | {"flows_src.flow_matching", "flows_src.ode", "flows_src.ot"} <= fm
     assert "flows_src.plotting" not in nf | fm and "flows_src.presets" not in nf | fm

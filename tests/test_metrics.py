@@ -8,7 +8,7 @@ import torch
 
 from create_data import create_olympic_rings, create_unconditional_olympic_rings
 from flows_src import metrics
-from flows_src.training import History
+from flows_src.history import History
 
 
 def test_real_data_is_all_in_band_and_balanced_with_itself():
