@@ -3,11 +3,11 @@ decides the weights (every module the model's code imports), never its documenta
 
 import pytest
 
-from flows_src import training
+from flows_src import fingerprints
 from flows_src.config import FMConfig, NFConfig
+from flows_src.fingerprints import code_modules, fingerprint
 from flows_src.flow_matching import VelocityField
 from flows_src.normalizing_flow import NormalizingFlow
-from flows_src.training import code_modules, fingerprint
 
 MODELS = {"nf": (NormalizingFlow, NFConfig(n_couplings=2, hidden=4, n_linear=2)),
           "fm": (VelocityField, FMConfig(hidden=8, n_linear=2))}
@@ -28,10 +28,10 @@ def test_documentation_never_changes_the_fingerprint_and_code_always_does(family
     build, config = MODELS[family]
     model = build(config)
     before = fingerprint(model, config)
-    source = training._source
+    source = fingerprints._source
 
     def edited(module, change):
-        monkeypatch.setattr(training, "_source", lambda name: change(source(name))
+        monkeypatch.setattr(fingerprints, "_source", lambda name: change(source(name))
                             if name == module else source(name))
         return fingerprint(model, config)
 
