@@ -54,7 +54,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from create_data import create_unconditional_olympic_rings
-from flows_src import experiments, metrics, plotting, presets, rings
+from flows_src import experiments, metrics, path_metrics, plotting, presets, rings
 from flows_src.config import FMConfig
 from flows_src.flow_matching import VelocityField
 from flows_src.ode import METHODS, log_prob, nfe_sweep
@@ -352,8 +352,8 @@ for ax, (name, m) in zip(axes, models.items()):
     plotting.bands(ax, standardizer)
     plotting.trajectories(ax, path.states[::10], path.times[::10], title=name)
     paths = m.sample_from(x_0[:1000], return_intermediates=True)
-    straight[name] = {"path_length_ratio": metrics.path_length_ratio(paths.states),
-                      "straightness": metrics.straightness(paths.states, paths.times)}
+    straight[name] = {"path_length_ratio": path_metrics.path_length_ratio(paths.states),
+                      "straightness": path_metrics.straightness(paths.states, paths.times)}
 plotting.time_colorbar(fig, axes)
 fig.suptitle("Trajectories of the same 10 latents (circles: final points)")
 plotting.finish(fig, out / "beyond_ot_trajectories.png")
