@@ -66,7 +66,17 @@ import numpy as np
 import torch
 
 from create_data import create_unconditional_olympic_rings
-from flows_src import experiments, figures, metrics, ode, path_metrics, plotting, presets, rings
+from flows_src import (
+    experiments,
+    figures,
+    metrics,
+    ode,
+    path_metrics,
+    plotting,
+    presets,
+    rings,
+    training_plots,
+)
 from flows_src.flow_matching import VelocityField
 from flows_src.parameters import check_parameters
 from flows_src.runs import run_dir, run_metrics, write_json
@@ -109,9 +119,9 @@ print(experiments.describe(config))
 # that irreducible variance, not 0.
 
 fig, ax = plt.subplots(figsize=(6.0, 2.0), layout="constrained")
-plotting.batch_losses(ax, history.batch_loss, window=500,
-                      steps_per_epoch=len(history.batch_loss) // config.epochs,
-                      title="Q1: flow-matching loss (Eq. 16) per training batch")
+training_plots.batch_losses(ax, history.batch_loss, window=500,
+                            steps_per_epoch=len(history.batch_loss) // config.epochs,
+                            title="Q1: flow-matching loss (Eq. 16) per training batch")
 top = np.percentile(history.batch_loss, 99.9)
 ax.set_ylim(0, top)
 plotting.finish(fig, out / "fm_q1_loss.png")

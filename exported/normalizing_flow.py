@@ -60,7 +60,16 @@ import numpy as np
 import torch
 
 from create_data import create_unconditional_olympic_rings
-from flows_src import experiments, figures, metrics, path_metrics, plotting, presets, rings
+from flows_src import (
+    experiments,
+    figures,
+    metrics,
+    path_metrics,
+    plotting,
+    presets,
+    rings,
+    training_plots,
+)
 from flows_src.normalizing_flow import NormalizingFlow
 from flows_src.parameters import check_parameters
 from flows_src.runs import run_dir, write_json
@@ -106,7 +115,7 @@ print(experiments.describe(config))
 
 H = rings.data_entropy()
 fig, ax = plt.subplots(figsize=(6.0, 2.3), layout="constrained")
-plotting.epoch_curves(ax, history.epochs[1:], {
+training_plots.epoch_curves(ax, history.epochs[1:], {
     "loss": "validation loss (Eq. 9)", "log_det": r"$\log|\det \partial\phi^{-1}/\partial x|$",
     "log_pz": r"$\log p_z(\phi^{-1}(x))$"}, floor=H, title="Q1: validation loss and its parts")
 ax.legend(loc="center right", ncols=2)
