@@ -66,7 +66,17 @@ import numpy as np
 import torch
 
 from create_data import create_unconditional_olympic_rings
-from flows_src import experiments, figures, metrics, ode, plotting, presets, rings
+from flows_src import (
+    experiments,
+    figures,
+    metrics,
+    ode,
+    path_metrics,
+    plotting,
+    presets,
+    rings,
+    training_plots,
+)
 from flows_src.flow_matching import VelocityField
 from flows_src.parameters import check_parameters
 from flows_src.runs import run_dir, run_metrics, write_json
@@ -109,9 +119,9 @@ print(experiments.describe(config))
 # that irreducible variance, not 0.
 
 fig, ax = plt.subplots(figsize=(6.0, 2.0), layout="constrained")
-plotting.batch_losses(ax, history.batch_loss, window=500,
-                      steps_per_epoch=len(history.batch_loss) // config.epochs,
-                      title="Q1: flow-matching loss (Eq. 16) per training batch")
+training_plots.batch_losses(ax, history.batch_loss, window=500,
+                            steps_per_epoch=len(history.batch_loss) // config.epochs,
+                            title="Q1: flow-matching loss (Eq. 16) per training batch")
 top = np.percentile(history.batch_loss, 99.9)
 ax.set_ylim(0, top)
 plotting.finish(fig, out / "fm_q1_loss.png")
@@ -141,7 +151,7 @@ fig.suptitle("Q2: flow matching, the distribution over time")
 plotting.finish(fig, out / "fm_q2_progression.png")
 nf = run_metrics("normalizing_flow", seed, runs_root, preset)
 data_view = x_val[:1000]
-fm_progress = metrics.progression(solution.states, solution.times, data_view, standardizer)
+fm_progress = path_metrics.progression(solution.states, solution.times, data_view, standardizer)
 print(metrics.format_table(
     [[f"{fm[0]:.1f}", fm[1], fm[2], nf_row[0], nf_row[2], nf_row[3]]
      for fm, nf_row in zip(fm_progress, nf["progression"])],
@@ -186,15 +196,15 @@ plotting.time_colorbar(fig, ax)
 plotting.finish(fig, out / "fm_q3_trajectories.png")
 L = nf["config"]["n_couplings"]
 at_layers = model.sample_from(z10, times=np.arange(L + 1) / L).states
-fm_shape = metrics.path_shape(at_layers)
+fm_shape = path_metrics.path_shape(at_layers)
 print(metrics.format_table(
     [[name, shape["length_over_chord"], shape["largest_step_share"]]
      for name, shape in (("flow matching", fm_shape), ("normalizing flow", nf["path_shape"]))],
     ["median over 10 paths", "length / chord", "largest step share"]))
 print(f"Both at {L + 1} equally spaced times (flow matching at t = k/{L}); a path that moves "
       f"the same distance in every step has a largest step share of 1/{L} = {1 / L:.3f}.")
-print(metrics.consistency_verdict(fm_shape, nf["path_shape"],
-                                  ("flow matching", "the normalizing flow")))
+print(path_metrics.consistency_verdict(fm_shape, nf["path_shape"],
+                                       ("flow matching", "the normalizing flow")))
 
 # **Which flow is more consistent over time?** The printed measures and verdict answer it:
 # how far each path is from straight (its length over the distance between its ends) and

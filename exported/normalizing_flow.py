@@ -60,7 +60,16 @@ import numpy as np
 import torch
 
 from create_data import create_unconditional_olympic_rings
-from flows_src import experiments, figures, metrics, plotting, presets, rings
+from flows_src import (
+    experiments,
+    figures,
+    metrics,
+    path_metrics,
+    plotting,
+    presets,
+    rings,
+    training_plots,
+)
 from flows_src.normalizing_flow import NormalizingFlow
 from flows_src.parameters import check_parameters
 from flows_src.runs import run_dir, write_json
@@ -106,7 +115,7 @@ print(experiments.describe(config))
 
 H = rings.data_entropy()
 fig, ax = plt.subplots(figsize=(6.0, 2.3), layout="constrained")
-plotting.epoch_curves(ax, history.epochs[1:], {
+training_plots.epoch_curves(ax, history.epochs[1:], {
     "loss": "validation loss (Eq. 9)", "log_det": r"$\log|\det \partial\phi^{-1}/\partial x|$",
     "log_pz": r"$\log p_z(\phi^{-1}(x))$"}, floor=H, title="Q1: validation loss and its parts")
 ax.legend(loc="center right", ncols=2)
@@ -168,7 +177,7 @@ fig.suptitle("Q3: the distribution layer by layer")
 plotting.finish(fig, out / "nf_q3_layers.png")
 data_view = x_val[:1000]
 progress = [[f"layer {k}", *row] for k, row in zip(
-    layers, metrics.progression(shown, layers / L, data_view, standardizer))]
+    layers, path_metrics.progression(shown, layers / L, data_view, standardizer))]
 print(metrics.format_table(progress, ["after", "t", "in-band fraction",
                                       "distance to data (sliced Wasserstein)"]))
 print(figures.outside_note(shown, xlim, ylim))
@@ -190,7 +199,7 @@ plotting.trajectories(ax, path, times, numbered=True,
                       title="Q4: forward trajectories of 10 samples, z -> x")
 plotting.time_colorbar(fig, ax, f"time t (layer / {L})")
 plotting.finish(fig, out / "nf_q4_trajectories.png")
-nf_shape = metrics.path_shape(path)
+nf_shape = path_metrics.path_shape(path)
 print(f"Medians over the 10 paths ({L} steps each): length / distance between the ends "
       f"{nf_shape['length_over_chord']:.2f} (1 = straight); largest single step "
       f"{nf_shape['largest_step_share']:.0%} of the path (1/{L} = {1 / L:.0%} if every "

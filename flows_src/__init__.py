@@ -1,12 +1,13 @@
 """flows_src: normalizing flows and flow matching on the Olympic rings, from scratch.
 
 Floors, each importing only from its own and those below (tests/test_layers.py keeps this
-true; a new module takes its place on one):
+true; a new module takes its place on one; a long floor goes on over indented lines):
 
 4. experiments: experiments, registry
-3. training and measures: training, metrics, plotting, figures, steering
+3. training and measures: training, fingerprints, metrics, path_metrics, plotting,
+   training_plots, figures, steering
 2. models: couplings, spline, normalizing_flow, ot, flow_matching
-1. primitives and settings: rings, config, presets, parameters, runs, ode, cli
+1. primitives, settings and records: rings, config, presets, parameters, runs, history, ode, cli
 
 Notebooks, above them all, orchestrate; the tooling (``tools/``, ``bench/``) stands apart:
 nothing here imports it.

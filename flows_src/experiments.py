@@ -16,11 +16,12 @@ from torch import Tensor, nn
 from flows_src import metrics, registry, rings
 from flows_src.config import NFConfig, TrainingConfig, config_from_dict
 from flows_src.flow_matching import VelocityField
+from flows_src.history import History
 from flows_src.normalizing_flow import NormalizingFlow
 from flows_src.presets import FAMILIES, PRESETS
 from flows_src.rings import Standardizer
 from flows_src.runs import load_torch, run_file, run_metrics
-from flows_src.training import History, load_checkpoint
+from flows_src.training import load_checkpoint
 
 __all__ = ["NOTEBOOKS", "build", "load_run", "evaluate", "describe"]
 

@@ -6,7 +6,8 @@ or a state between them); where colour means time or class there is a colour bar
 legend. Figures are drawn at the size they print: :data:`PRINT_STYLE` sets fonts of at least
 :data:`MIN_FONT_PT`, and :func:`print_problems` (which :func:`finish` applies) rejects a
 figure wider than the page or with smaller text, so what a notebook shows is legible on an
-A4 page.
+A4 page. Plots of how training went (losses, a study's trade-offs) are in
+:mod:`flows_src.training_plots`.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ __all__ = [
     "PRINT_STYLE", "PRINT_WIDTH_IN", "PRINT_HEIGHT_IN", "MIN_FONT_PT", "AXES", "DATA_VIEW",
     "use_print_style", "print_problems", "ring_colour", "finish", "frame", "points", "classes",
     "bands", "trajectories", "class_trajectories", "time_colorbar", "density", "panels",
-    "same_limits", "view", "outer_labels", "epoch_curves", "loss_per_epoch", "batch_losses",
-    "probes", "study_front",
+    "same_limits", "view", "outer_labels", "probes",
 ]
 
 #: The printable area of an A4 page with the report's margins, in inches: a figure is
@@ -262,65 +262,6 @@ def same_limits(axes: list[Axes], xlim: tuple[float, float], ylim: tuple[float, 
     return axes
 
 
-def epoch_curves(ax: Axes, epochs: list[dict[str, float]], series: dict[str, str], *,
-                 floor: float | None = None, floor_label: str = "data entropy $H$",
-                 title: str | None = None) -> Axes:
-    """Per-epoch lines: ``series`` maps a key of the epoch dicts to its legend label.
-
-    ``floor`` draws a dashed horizontal reference (e.g. the data entropy under an NLL).
-    """
-    x = [e["epoch"] for e in epochs]
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    for key, label in series.items():
-        ax.plot(x, [e[key] for e in epochs], marker="o", ms=3, label=label)
-    if floor is not None:
-        ax.axhline(floor, color="k", ls="--", lw=0.8, label=floor_label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("nats per point")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    if title:
-        ax.set_title(title)
-    return ax
-
-
-def loss_per_epoch(ax: Axes, runs: dict[str, list[dict[str, float]]], *, key: str = "loss",
-                   title: str | None = None) -> Axes:
-    """One line per run: ``runs`` maps a legend label to a history's epoch dicts, plotted
-    from epoch 1 (epoch 0, the untrained model, would dwarf the rest)."""
-    for label, epochs in runs.items():
-        trained = [e for e in epochs if e["epoch"] > 0]
-        ax.plot([e["epoch"] for e in trained], [e[key] for e in trained], "o-", ms=2,
-                label=label)
-    ax.set(xlabel="epoch", ylabel=f"held-out {key}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    if title:
-        ax.set_title(title)
-    return ax
-
-
-def batch_losses(ax: Axes, losses: list[float] | np.ndarray, *, window: int = 200,
-                 steps_per_epoch: int | None = None, title: str | None = None) -> Axes:
-    """Every batch's loss (faint) and its moving average over ``window`` batches."""
-    losses = np.asarray(losses, dtype=float)
-    ax.plot(losses, color="tab:blue", alpha=0.25, lw=0.5, label="per batch")
-    if len(losses) >= window:
-        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        ax.plot(np.arange(window - 1, len(losses)), smooth, color="tab:red", lw=1.2,
-                label=f"moving average ({window} batches)")
-    if steps_per_epoch:
-        for k in range(steps_per_epoch, len(losses), steps_per_epoch):
-            ax.axvline(k, color="0.85", lw=0.5, zorder=0)
-    ax.set_xlabel("training batch")
-    ax.set_ylabel("loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    if title:
-        ax.set_title(title)
-    return ax
-
-
 def probes(ax: Axes, xy: np.ndarray, notes: list[str] | None = None, *,
            numbered: bool = True) -> Axes:
     """Mark the five probe points (:data:`flows_src.rings.PROBE_POINTS`, standardized,
@@ -356,21 +297,3 @@ def outer_labels(axes: list[Axes], cols: int, space: str = "state") -> list[Axes
         if bottom:  # a shared x axis hides these on every row but the last
             ax.xaxis.set_tick_params(labelbottom=True)
     return axes
-
-
-def study_front(ax: Axes, rows: list[dict], *, title: str | None = None) -> Axes:
-    """A study's trials (``rows`` of ``runs/studies/<name>/trials.json``: ``train_seconds``,
-    ``shortfall``, ``pareto``) as shortfall against training seconds, the front of best
-    trade-offs drawn as a line through its trials."""
-    seconds = np.array([r["train_seconds"] for r in rows], dtype=float)
-    short = np.array([r["shortfall"] for r in rows], dtype=float)
-    front = np.array([bool(r["pareto"]) for r in rows])
-    ax.scatter(seconds[~front], short[~front], s=12, color="0.6", label="trial")
-    order = np.argsort(seconds[front])
-    ax.plot(seconds[front][order], short[front][order], "o-", color="tab:red", ms=4,
-            label="best trade-offs")
-    ax.set(xlabel="training seconds", ylabel="shortfall (0 = perfect)")
-    ax.grid(alpha=0.3)
-    if title:
-        ax.set_title(title)
-    return ax

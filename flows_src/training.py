@@ -13,18 +13,13 @@ only when the last epoch is done, so an interrupted run never replaces a finishe
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import hashlib
-import importlib.util
-import json
 import math
 import os
 import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -32,117 +27,16 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from flows_src.config import TrainingConfig
+from flows_src.fingerprints import fingerprint
+from flows_src.history import History
 from flows_src.runs import CheckpointError, load_torch, save_torch
 
-__all__ = ["History", "NonFiniteLossError", "TrainingStep", "train", "train_or_load",
-           "load_checkpoint", "read_checkpoint", "fingerprint", "evaluate_in_chunks", "validation"]
+__all__ = ["NonFiniteLossError", "TrainingStep", "train", "train_or_load",
+           "load_checkpoint", "read_checkpoint", "evaluate_in_chunks", "validation"]
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-@dataclass
-class History:
-    """What a training run leaves behind.
-
-    Arguments:
-        batch_loss: the loss of every optimizer step, in order.
-        epochs: one dict per epoch (epoch 0 = before training) with the validation summary,
-            the learning rate at the epoch's end and the epoch's wall time.
-        first_step_seconds: the first step's time: with ``compile`` this is the warm-up.
-        compiled: whether the loss ran through ``torch.compile``.
-        clipped_steps: steps whose gradient norm was clipped (``config.max_grad_norm``).
-        skipped_steps: steps left out because their gradient was not finite (only counted
-            with gradient clipping; see :class:`TrainingStep`).
-    """
-
-    batch_loss: list[float] = field(default_factory=list)
-    epochs: list[dict[str, float]] = field(default_factory=list)
-    first_step_seconds: float = 0.0
-    compiled: bool = False
-    clipped_steps: int = 0
-    skipped_steps: int = 0
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> History:
-        return cls(**values)
-
-    @property
-    def train_seconds(self) -> float:
-        return float(sum(e.get("seconds", 0.0) for e in self.epochs))
-
-
-def fingerprint(model: nn.Module, config: TrainingConfig) -> str:
-    """A hash of what decides the trained weights: the config (less ``compile``, which
-    changes speed, not the model) and the code (:func:`code_modules`: the model's modules,
-    this trainer, the data samplers and every module of the package they import), as syntax
-    trees without docstrings or comments, so an edit of the documentation never retrains."""
-    values = dataclasses.asdict(config)
-    values.pop("compile")
-    parts = [type(model).__qualname__, json.dumps(values, sort_keys=True)]
-    for name in code_modules(model):
-        parts += [name, _code(name)]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-
-
-def code_modules(model: nn.Module) -> list[str]:
-    """The modules whose code decides ``model``'s trained weights, sorted: those defining its
-    layers, this trainer and the data samplers (``rings``), and, within their package, every
-    module these import, directly or not."""
-    package = __name__.partition(".")[0]
-    todo = [type(m).__module__ for m in model.modules()
-            if type(m).__module__.partition(".")[0] == package]
-    todo += [__name__, f"{package}.rings"]
-    found: set[str] = set()
-    while todo:
-        name = todo.pop()
-        if name not in found:
-            found.add(name)
-            todo += _imported(name, package)
-    return sorted(found)
-
-
-def _imported(name: str, package: str) -> list[str]:
-    """The modules of ``package`` that module ``name`` imports (anywhere in its code)."""
-    found = []
-    for node in ast.walk(ast.parse(_source(name))):
-        if isinstance(node, ast.Import):
-            found += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = (importlib.util.resolve_name("." * node.level + (node.module or ""),
-                                                name.rpartition(".")[0])
-                    if node.level else node.module)
-            found.append(base)
-            found += [f"{base}.{alias.name}" for alias in node.names]
-    return [m for m in found if m.partition(".")[0] == package and _file(m) is not None]
-
-
-def _file(name: str) -> Path | None:
-    """The source file of module ``name`` of this package (``None``: not a module, e.g. a
-    class imported from one)."""
-    path = Path(__file__).parent.joinpath(*name.split(".")[1:])
-    return next((p for p in (path.with_suffix(".py"), path / "__init__.py")
-                 if "." in name and p.is_file()), None)
-
-
-def _source(name: str) -> str:
-    return _file(name).read_text()
-
-
-def _code(name: str) -> str:
-    """Module ``name``'s syntax tree (what runs) without its docstrings, as text: comments
-    never reach the tree, and layout is not part of it."""
-
-    class NoDocstrings(ast.NodeTransformer):
-        def visit_Expr(self, node: ast.Expr) -> ast.Expr | None:
-            text = isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
-            return None if text else node
-
-    return ast.dump(NoDocstrings().visit(ast.parse(_source(name))))
 
 
 def evaluate_in_chunks(fn: Callable[..., dict[str, Tensor]], *data: Tensor,
@@ -394,7 +288,8 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> tuple[History, dict]:
 def train_or_load(model: nn.Module, data: tuple[Tensor, ...], config: TrainingConfig, *,
                   checkpoint: str | Path, force: bool = False, **kwargs) -> History:
     """Reuse ``checkpoint`` when it was trained with this config and this code (same
-    :func:`fingerprint`); otherwise (or with ``force``) train and write it."""
+    :func:`~flows_src.fingerprints.fingerprint`); otherwise (or with ``force``) train and
+    write it."""
     path = Path(checkpoint)
     if path.exists() and not force:
         saved = read_checkpoint(path)

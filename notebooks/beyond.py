@@ -34,7 +34,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from create_data import create_unconditional_olympic_rings
-from flows_src import experiments, metrics, plotting, presets, rings
+from flows_src import experiments, metrics, path_metrics, plotting, presets, rings, training_plots
 from flows_src.config import FMConfig
 from flows_src.flow_matching import VelocityField
 from flows_src.ode import METHODS, log_prob, nfe_sweep
@@ -253,13 +253,15 @@ print(metrics.format_table(steady_rows, ["model", "preset", "epochs", "rises",
 
 fig, axes = plotting.panels(3, height=2.6, share=False)
 for ax, family in zip(axes, ("nf", "fm")):
-    plotting.loss_per_epoch(ax, {preset: runs[family, preset][1].epochs
-                                 for preset in presets.PRESETS if (family, preset) in runs},
-                            title=FAMILY_NAMES[family])
+    training_plots.loss_per_epoch(ax, {preset: runs[family, preset][1].epochs
+                                       for preset in presets.PRESETS
+                                       if (family, preset) in runs},
+                                  title=FAMILY_NAMES[family])
 nf_strong = runs["nf", "strong"][1]
-plotting.batch_losses(axes[2], nf_strong.batch_loss,
-                      steps_per_epoch=len(nf_strong.batch_loss) // nf_strong.epochs[-1]["epoch"],
-                      title="normalizing flow, strong: every batch")
+training_plots.batch_losses(
+    axes[2], nf_strong.batch_loss,
+    steps_per_epoch=len(nf_strong.batch_loss) // nf_strong.epochs[-1]["epoch"],
+    title="normalizing flow, strong: every batch")
 axes[2].set_yscale("log")
 fig.suptitle("Held-out loss per epoch, and the strong flow's batch losses")
 plotting.finish(fig, out / "beyond_steadiness.png")
@@ -353,8 +355,8 @@ for ax, (name, m) in zip(axes, models.items()):
     plotting.bands(ax, standardizer)
     plotting.trajectories(ax, path.states[::10], path.times[::10], title=name)
     paths = m.sample_from(x_0[:1000], return_intermediates=True)
-    straight[name] = {"path_length_ratio": metrics.path_length_ratio(paths.states),
-                      "straightness": metrics.straightness(paths.states, paths.times)}
+    straight[name] = {"path_length_ratio": path_metrics.path_length_ratio(paths.states),
+                      "straightness": path_metrics.straightness(paths.states, paths.times)}
 plotting.time_colorbar(fig, axes)
 fig.suptitle("Trajectories of the same 10 latents (circles: final points)")
 plotting.finish(fig, out / "beyond_ot_trajectories.png")
@@ -416,8 +418,8 @@ else:
     fig, axes = plotting.panels(len(studies), cols=min(len(studies), 2), height=2.4,
                                 share=False)
     for ax, (name, study) in zip(axes, studies.items()):
-        plotting.study_front(ax, study["rows"], title=f"study {name}: "
-                             f"{len(study['rows'])} trials")
+        training_plots.study_front(ax, study["rows"], title=f"study {name}: "
+                                   f"{len(study['rows'])} trials")
         for (family, preset), (_, history, result) in runs.items():
             if family == study["family"] and preset != "spec":
                 ax.scatter(history.train_seconds, metrics.shortfall(result), marker="*",

@@ -3,11 +3,11 @@ decides the weights (every module the model's code imports), never its documenta
 
 import pytest
 
-from flows_src import training
+from flows_src import fingerprints
 from flows_src.config import FMConfig, NFConfig
+from flows_src.fingerprints import code_modules, fingerprint
 from flows_src.flow_matching import VelocityField
 from flows_src.normalizing_flow import NormalizingFlow
-from flows_src.training import code_modules, fingerprint
 
 MODELS = {"nf": (NormalizingFlow, NFConfig(n_couplings=2, hidden=4, n_linear=2)),
           "fm": (VelocityField, FMConfig(hidden=8, n_linear=2))}
@@ -16,7 +16,7 @@ MODELS = {"nf": (NormalizingFlow, NFConfig(n_couplings=2, hidden=4, n_linear=2))
 def test_the_code_is_every_module_the_model_and_its_training_import():
     nf = set(code_modules(NormalizingFlow(MODELS["nf"][1])))
     fm = set(code_modules(VelocityField(MODELS["fm"][1])))
-    shared = {"flows_src.training", "flows_src.rings", "flows_src.config"}
+    shared = {"flows_src.training", "flows_src.history", "flows_src.rings", "flows_src.config"}
     assert shared | {"flows_src.normalizing_flow", "flows_src.couplings"} <= nf
     assert shared | {"flows_src.flow_matching", "flows_src.ode", "flows_src.ot"} <= fm
     assert "flows_src.plotting" not in nf | fm and "flows_src.presets" not in nf | fm
@@ -28,10 +28,10 @@ def test_documentation_never_changes_the_fingerprint_and_code_always_does(family
     build, config = MODELS[family]
     model = build(config)
     before = fingerprint(model, config)
-    source = training._source
+    source = fingerprints._source
 
     def edited(module, change):
-        monkeypatch.setattr(training, "_source", lambda name: change(source(name))
+        monkeypatch.setattr(fingerprints, "_source", lambda name: change(source(name))
                             if name == module else source(name))
         return fingerprint(model, config)
 

@@ -9,9 +9,9 @@ from torch import nn
 
 from flows_src.config import FMConfig
 from flows_src.flow_matching import DIM, VelocityField, ot_coupled_noise, sample_path
-from flows_src.metrics import path_length_ratio, straightness
 from flows_src.ode import log_prob, solve
 from flows_src.ot import ot_pairing
+from flows_src.path_metrics import path_length_ratio, straightness
 
 SMALL = FMConfig(hidden=16, n_linear=3)
 CONDITIONAL = FMConfig(hidden=16, n_linear=3, n_classes=5, embed_dim=4)

@@ -12,9 +12,11 @@ PACKAGE = ROOT / "flows_src"
 
 
 def floors(doc: str) -> dict[str, int]:
-    """``module -> floor`` from lines ``<floor>. <what>: <module>, <module>, ...``."""
+    """``module -> floor`` from lines ``<floor>. <what>: <module>, <module>, ...``, which
+    may go on over indented lines."""
     return {name.strip(): int(number)
-            for number, names in re.findall(r"^(\d)\. [^:\n]+: (.+)$", doc, re.MULTILINE)
+            for number, names in re.findall(r"^(\d)\. [^:\n]+: (.+(?:\n +\S.*)*)$", doc,
+                                            re.MULTILINE)
             for name in names.split(",")}
 
 
@@ -58,3 +60,4 @@ def test_the_check_sees_a_module_reaching_up(tmp_path):
     bad.write_text("from flows_src import presets\nimport flows_src.training\n")
     assert {"flows_src.presets", "flows_src.training"} <= imports(bad)
     assert floors("1. a: x, y\n2. b: z\n") == {"x": 1, "y": 1, "z": 2}
+    assert floors("1. a: x,\n   y\n\nNot a floor: w\n") == {"x": 1, "y": 1}

@@ -10,11 +10,11 @@ import math
 import pytest
 import torch
 
-from flows_src import presets, training
+from flows_src import fingerprints, presets
 from flows_src.config import NFConfig
+from flows_src.fingerprints import fingerprint
 from flows_src.normalizing_flow import NormalizingFlow
 from flows_src.spline import SplineCoupling, SplineStack, knots, rational_quadratic
-from flows_src.training import fingerprint
 
 B = 3.0
 
@@ -191,8 +191,8 @@ def test_the_fingerprint_covers_the_spline_module(monkeypatch):
     config = NFConfig(transform="spline", n_couplings=2, bins=3, hidden=4, n_linear=2)
     flow = NormalizingFlow(config)
     before = fingerprint(flow, config)
-    source = training._source
+    source = fingerprints._source
     for name in ("flows_src.spline", "flows_src.couplings", "flows_src.normalizing_flow"):
-        monkeypatch.setattr(training, "_source", lambda module, name=name: source(module)
+        monkeypatch.setattr(fingerprints, "_source", lambda module, name=name: source(module)
                             + ("\nEDITED = 1\n" if module == name else ""))
         assert fingerprint(flow, config) != before, name

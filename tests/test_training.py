@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from flows_src.config import TrainingConfig
+from flows_src.fingerprints import fingerprint
 from flows_src.runs import CheckpointError, save_torch
 from flows_src.training import (
     NonFiniteLossError,
     TrainingStep,
-    fingerprint,
     load_checkpoint,
     train,
     train_or_load,
