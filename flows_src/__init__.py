@@ -5,8 +5,9 @@ true; a new module takes its place on one):
 
 4. experiments: experiments, registry
 3. training and measures: training, metrics, plotting, figures, steering
-2. models: couplings, spline, normalizing_flow, ot, flow_matching
-1. primitives and settings: rings, config, presets, parameters, runs, ode, cli
+2. models, their shared face, the flow: density, couplings, spline, normalizing_flow
+2. models, flow matching: ot, paths, velocity, fm_loss, flow_matching
+1. primitives and settings: rings, config, presets, parameters, runs, ode, sampler, cli
 
 Notebooks, above them all, orchestrate; the tooling (``tools/``, ``bench/``) stands apart:
 nothing here imports it.

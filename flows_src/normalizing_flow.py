@@ -14,7 +14,6 @@ References:
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 
 import torch
@@ -23,6 +22,7 @@ from torch import Tensor, nn
 
 from flows_src.config import NFConfig
 from flows_src.couplings import AffineCoupling, Permutation, he_init_, linears
+from flows_src.density import Trajectory, standard_normal
 from flows_src.spline import SplineStack
 
 __all__ = ["CouplingStack", "NormalizingFlow"]
@@ -231,6 +231,8 @@ class NormalizingFlow(nn.Module):
         torch.Size([5])
     """
 
+    exact_likelihood = True
+
     def __init__(self, config: NFConfig | None = None):
         super().__init__()
         self.config = config if config is not None else NFConfig()
@@ -299,7 +301,7 @@ class NormalizingFlow(nn.Module):
         r"""$\log |\det \partial \phi^{-1}(x) / \partial x^T|$ (Eq. 8), ``(n, 2)`` to ``(n,)``."""
         return self._inverse(self._points(x, "x"), None)[1]
 
-    def log_prob(self, x: Tensor) -> Tensor:
+    def log_prob(self, x: Tensor, c: None = None) -> Tensor:
         r"""$\log p(x) = \log p_z(\phi^{-1}(x)) + \log |\det \partial \phi^{-1}(x) / \partial x^T|$
         (Eq. 2), ``(n, 2)`` to ``(n,)``.
 
@@ -308,6 +310,7 @@ class NormalizingFlow(nn.Module):
         points stays usable. A nan in ``x`` still gives nan. ``x`` is checked to be ``(n, 2)``
         floats; a float64 ``x`` is computed in the weights' dtype.
         """
+        _unconditional(c)
         x = self._points(x, "x")
         z, log_det = self._inverse(x, None)
         log_p = _log_standard_normal(z) + log_det
@@ -330,16 +333,33 @@ class NormalizingFlow(nn.Module):
         return loss, {"log_det": log_det.mean().detach(), "log_pz": log_pz.mean().detach()}
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        r"""$x = \phi(z)$ for $z \sim \mathcal{N}(0, I)$, shape ``(n, 2)``, without gradients.
+    def sample(self, n: int, generator: torch.Generator | None = None, *,
+               c: None = None) -> Tensor:
+        r"""$x = \phi(z)$ for $z \sim \mathcal{N}(0, I)$ from ``generator``, shape ``(n, 2)``,
+        without gradients (:func:`~flows_src.density.standard_normal`)."""
+        _unconditional(c)
+        return self(standard_normal(n, generator, next(self.parameters())))
 
-        $z$ is drawn on the generator's device (so a seeded CPU generator gives the same
-        points on any device), then moved to the model's.
-        """
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-            raise ValueError(f"n must be an integer >= 1, got {n!r}")
-        n = int(n)
-        param = next(self.parameters())
-        device = generator.device if generator is not None else param.device
-        z = torch.randn(n, _DIM, generator=generator, device=device, dtype=param.dtype)
-        return self(z.to(param.device))
+    @torch.no_grad()
+    def trajectory(self, x: Tensor, *, c: None = None, reverse: bool = False,
+                   times: Sequence[float] | Tensor | None = None) -> Trajectory:
+        r"""The input and every coupling layer's output (see the class), at times $k / L$ for
+        $L$ layers: from $z$ ($t = 0$) to $x$, or with ``reverse`` from $x$ ($t = 1$) to
+        $z$; only the layers nearest ``times`` when given."""
+        _unconditional(c)
+        states = (self.inverse if reverse else self.forward)(x, return_intermediates=True)[1]
+        grid = torch.linspace(0, 1, len(states), dtype=states.dtype)
+        grid = grid.flip(0) if reverse else grid
+        if times is not None:
+            keep = (torch.as_tensor(times, dtype=grid.dtype)[:, None] - grid).abs().argmin(1)
+            grid, states = grid[keep], states[keep]
+        return Trajectory(times=grid, states=states)
+
+    def with_sampler(self, sampler: object = None, **changes) -> NormalizingFlow:
+        """This flow: it samples and scores in closed form, with no solver to set."""
+        return self
+
+
+def _unconditional(c: object) -> None:
+    if c is not None:
+        raise ValueError("c must be None: a normalizing flow here is unconditional")

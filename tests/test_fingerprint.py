@@ -5,20 +5,22 @@ import pytest
 
 from flows_src import training
 from flows_src.config import FMConfig, NFConfig
-from flows_src.flow_matching import VelocityField
+from flows_src.flow_matching import FlowMatching
 from flows_src.normalizing_flow import NormalizingFlow
 from flows_src.training import code_modules, fingerprint
 
 MODELS = {"nf": (NormalizingFlow, NFConfig(n_couplings=2, hidden=4, n_linear=2)),
-          "fm": (VelocityField, FMConfig(hidden=8, n_linear=2))}
+          "fm": (FlowMatching, FMConfig(hidden=8, n_linear=2))}
 
 
 def test_the_code_is_every_module_the_model_and_its_training_import():
     nf = set(code_modules(NormalizingFlow(MODELS["nf"][1])))
-    fm = set(code_modules(VelocityField(MODELS["fm"][1])))
+    fm = set(code_modules(FlowMatching(MODELS["fm"][1])))
     shared = {"flows_src.training", "flows_src.rings", "flows_src.config"}
     assert shared | {"flows_src.normalizing_flow", "flows_src.couplings"} <= nf
-    assert shared | {"flows_src.flow_matching", "flows_src.ode", "flows_src.ot"} <= fm
+    assert shared | {"flows_src.flow_matching", "flows_src.velocity", "flows_src.fm_loss",
+                     "flows_src.paths", "flows_src.ot", "flows_src.sampler",
+                     "flows_src.ode"} <= fm
     assert "flows_src.plotting" not in nf | fm and "flows_src.presets" not in nf | fm
 
 

@@ -197,7 +197,7 @@ def score(family: str, model, val: tuple, standardizer, seed: int, n_eval: int,
     x_val = val[0]
     if family == "cfm":
         classes = torch.arange(5).repeat_interleave(max(1, n_eval // 5))
-        samples = model.sample(len(classes), c=classes, generator=generator).y
+        samples = model.sample(len(classes), generator, c=classes)
         _, accuracy = metrics.conditional_accuracy(samples, classes, standardizer)
         return {"accuracy": accuracy,
                 "in_band": metrics.in_band_fraction(samples, standardizer)}
@@ -206,8 +206,8 @@ def score(family: str, model, val: tuple, standardizer, seed: int, n_eval: int,
             samples = model.sample(n_eval, generator)
             nll = metrics.nll(model.log_prob, x_val)
     else:
-        samples = model.sample(n_eval, generator=generator).y
-        nll = metrics.nll(lambda v: model.log_prob(v, dt=nll_dt), x_val[:n_nll], chunk=1000)
+        samples = model.sample(n_eval, generator)
+        nll = metrics.nll(model.with_sampler(nll_dt=nll_dt).log_prob, x_val[:n_nll], chunk=1000)
     result = metrics.quality(samples, x_val, standardizer, nll)
     return {"nll": result["nll"], "gap": result["gap"], "in_band": result["in_band"]}
 
