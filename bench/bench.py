@@ -119,7 +119,7 @@ def nf_contenders(data: torch.Tensor, compile: bool = True) -> list[Contender]:
     """The exercise's normalizing flow: reference, ours eager, ours compiled."""
     config = NFConfig()
     torch.manual_seed(0)
-    reference = ReferenceFlow(config.n_couplings, config.hidden, config.n_linear)
+    reference = ReferenceFlow(config.model.n_couplings, config.model.hidden, config.model.n_linear)
     return _contenders(reference, reference.loss, NormalizingFlow, config, data, compile)
 
 
@@ -127,7 +127,7 @@ def fm_contenders(data: torch.Tensor, compile: bool = True) -> list[Contender]:
     """The exercise's (unconditional) flow matching: reference, ours eager, ours compiled."""
     config = FMConfig()
     torch.manual_seed(0)
-    reference = ReferenceVelocity(config.hidden, config.n_linear)
+    reference = ReferenceVelocity(config.model.hidden, config.model.n_linear)
     return _contenders(reference, lambda x_1: reference_fm_loss(reference, x_1), FlowMatching,
                        config, data, compile)
 
@@ -150,7 +150,8 @@ def sampling(n: int = 1000, dt: float = 1e-3, repeats: int = 3) -> list[Contende
     field against :meth:`FlowMatching.sample` (same sizes, untrained weights), interleaved."""
     config = FMConfig(dt=dt)
     torch.manual_seed(0)
-    reference, ours = ReferenceVelocity(config.hidden, config.n_linear), FlowMatching(config)
+    reference = ReferenceVelocity(config.model.hidden, config.model.n_linear)
+    ours = FlowMatching(config)
     n_steps = round(1 / dt)
 
     @torch.no_grad()

@@ -76,8 +76,9 @@ from flows_src.training import train_or_load, validation
 plotting.use_print_style()
 
 config = presets.config("fm", preset, n_points=n_points, n_val=n_val, epochs=epochs,
-                        batch_size=batch_size, lr=lr, seed=seed, compile=compile_model, dt=dt)
-check_parameters(n_eval=n_eval, n_nll=n_nll, nll_dt=nll_dt)
+                        batch_size=batch_size, lr=lr, seed=seed, compile=compile_model, dt=dt,
+                        nll_dt=nll_dt)
+check_parameters(n_eval=n_eval, n_nll=n_nll)
 out = run_dir("flow_matching", seed, runs_root, preset)
 print(f"preset {preset!r}: {config}")
 
@@ -95,7 +96,7 @@ torch.manual_seed(seed)
 model = FlowMatching(config)
 history = train_or_load(model, (x_train,), config, checkpoint=out / "model.pt", force=force,
                         validate=validation(x_val))
-model = model.eval().with_sampler(nll_dt=nll_dt)  # the likelihood's step: a parameter
+model.eval()
 print(f"{sum(p.numel() for p in model.parameters()):,} parameters; "
       f"{history.train_seconds:.0f} s of training ({len(history.batch_loss):,} steps)")
 
@@ -185,7 +186,7 @@ plotting.trajectories(ax, path.states[::10], path.times[::10], numbered=True,
                       title="Q3: forward trajectories of 10 points, noise -> data")
 plotting.time_colorbar(fig, ax)
 plotting.finish(fig, out / "fm_q3_trajectories.png")
-L = nf["config"]["n_couplings"]
+L = nf["config"]["model"]["n_couplings"]
 at_layers = model.trajectory(z10, times=np.arange(L + 1) / L).states
 fm_shape = metrics.path_shape(at_layers)
 print(metrics.format_table(

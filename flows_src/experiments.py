@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from flows_src import metrics, registry, rings
-from flows_src.config import NFConfig, TrainingConfig, config_from_dict
+from flows_src.config import FMConfig, NFConfig, TrainingConfig, config_from_dict
 from flows_src.density import DensityModel
 from flows_src.flow_matching import FlowMatching
 from flows_src.normalizing_flow import NormalizingFlow
@@ -30,7 +30,7 @@ __all__ = ["NOTEBOOKS", "build", "load_run", "evaluate", "describe"]
 NOTEBOOKS = {nb.family: nb.name for nb in registry.NOTEBOOKS if nb.family is not None}
 
 
-def build(config: TrainingConfig) -> NormalizingFlow | FlowMatching:
+def build(config: NFConfig | FMConfig) -> NormalizingFlow | FlowMatching:
     """An untrained model of ``config``'s family."""
     return NormalizingFlow(config) if isinstance(config, NFConfig) else FlowMatching(config)
 
@@ -67,53 +67,55 @@ def evaluate(model: DensityModel, x_val: Tensor, standardizer: Standardizer, *,
             "in_band": metrics.in_band_fraction(samples, standardizer)}
 
 
-def describe(config: TrainingConfig) -> str:
+def describe(config: NFConfig | FMConfig) -> str:
     """A few sentences for a reader: the architecture and training of ``config``, and every
     setting that differs from the exercise's (Sec. 3.3, 4.3), the soft bound on the
     normalizing flow's log-scale included."""
-    spec = config_from_dict(type(config), {
-        **PRESETS["spec"]["cfm" if getattr(config, "n_classes", None) else
-                          "nf" if isinstance(config, NFConfig) else "fm"],
-        "seed": config.seed, "compile": config.compile})
+    m = config.model
+    family = "nf" if isinstance(config, NFConfig) else "cfm" if m.n_classes else "fm"
+    spec = type(config)(**PRESETS["spec"][family], seed=config.seed, compile=config.compile)
     training = (f"Adam, learning rate {config.lr:g} with cosine annealing to 0, "
                 f"{config.n_points:,} training points, {config.epochs} epochs of batches of "
                 f"{config.batch_size}")
-    if isinstance(config, NFConfig) and config.transform == "spline":
-        text = (f"Normalizing flow: {config.n_couplings} rational-quadratic spline coupling "
-                f"layers (Durkan et al. 2019; {config.bins} bins on [-{config.bound:g}, "
-                f"{config.bound:g}], the identity outside) in place of Eq. 3's affine map, a "
+    spline = family == "nf" and m.transform == "spline"
+    if spline:
+        text = (f"Normalizing flow: {m.n_couplings} rational-quadratic spline coupling "
+                f"layers (Durkan et al. 2019; {m.bins} bins on [-{m.bound:g}, "
+                f"{m.bound:g}], the identity outside) in place of Eq. 3's affine map, a "
                 f"swap of the two coordinates between consecutive ones; each layer's widths, "
-                f"heights and slopes come from one MLP of {config.n_linear} Linear layers, "
-                f"hidden width {config.hidden}, LeakyReLU({config.negative_slope:g}) between "
+                f"heights and slopes come from one MLP of {m.n_linear} Linear layers, "
+                f"hidden width {m.hidden}, LeakyReLU({m.negative_slope:g}) between "
                 f"them. {training}.")
-    elif isinstance(config, NFConfig):
-        text = (f"Normalizing flow: {config.n_couplings} affine coupling layers (Eq. 3-6), a "
+    elif family == "nf":
+        text = (f"Normalizing flow: {m.n_couplings} affine coupling layers (Eq. 3-6), a "
                 f"swap of the two coordinates (the permutation) between consecutive ones; "
-                f"each layer has two MLPs (for log s and for b) of {config.n_linear} Linear "
-                f"layers, hidden width {config.hidden}, LeakyReLU({config.negative_slope:g}) "
+                f"each layer has two MLPs (for log s and for b) of {m.n_linear} Linear "
+                f"layers, hidden width {m.hidden}, LeakyReLU({m.negative_slope:g}) "
                 f"between them. {training}.")
-        if config.log_s_bound is not None:
-            bound = f"{config.log_s_bound:g}"
+        if m.log_s_bound is not None:
+            bound = f"{m.log_s_bound:g}"
             text += (f" One change to Eq. 3: the log-scale is soft-bounded, log s = {bound} "
                      f"tanh(r / {bound}) of the network's output r (a layer scales by at "
                      f"most e^{bound}); a LeakyReLU network is linear far from the data, so "
                      f"an unbounded exp(log s) of a far point grows exponentially and "
                      f"compounds over the layers until the loss overflows.")
     else:
-        conditional = config.n_classes is not None
-        text = ("Conditional flow matching" if conditional else "Flow matching") + (
-            f": an MLP of {config.n_linear} Linear layers, width {config.hidden}, "
-            f"LeakyReLU({config.negative_slope:g}) between them, input (y, t)")
-        if conditional:
-            text += (f" and the class through nn.Embedding({config.n_classes}, "
-                     f"{config.embed_dim}), mixed with (y, t) by the first Linear layer")
-        text += f". {training}; sampling by Euler steps of dt = {config.dt:g}."
-    # bins and bound have no value in the exercise; a spline flow has no log-scale bound
-    unused = {"seed", "compile", "n_val", "bins", "bound"} | (
-        {"log_s_bound"} if getattr(config, "transform", "") == "spline" else set())
-    changed = [f"{_WORDS.get(f.name, f.name)} {_value(getattr(config, f.name))} (exercise: "
-               f"{_value(getattr(spec, f.name))})" for f in dataclasses.fields(config)
-               if f.name not in unused and getattr(config, f.name) != getattr(spec, f.name)]
+        text = ("Conditional flow matching" if family == "cfm" else "Flow matching") + (
+            f": an MLP of {m.n_linear} Linear layers, width {m.hidden}, "
+            f"LeakyReLU({m.negative_slope:g}) between them, input (y, t)")
+        if family == "cfm":
+            text += (f" and the class through nn.Embedding({m.n_classes}, "
+                     f"{m.embed_dim}), mixed with (y, t) by the first Linear layer")
+        text += f". {training}; sampling by Euler steps of dt = {config.sampler.dt:g}."
+    # the exercise gives no spline (bins, bound) and no likelihood solver (nll_dt, nll_method);
+    # a spline flow has no log-scale bound
+    unused = {"seed", "compile", "n_val", "bins", "bound", "nll_dt", "nll_method"} | (
+        {"log_s_bound"} if spline else set())
+    ours, theirs = config.flat(), spec.flat()
+    order = [f.name for f in dataclasses.fields(TrainingConfig)] + list(ours)  # training first
+    changed = [f"{_WORDS.get(name, name)} {_value(ours[name])} (exercise: "
+               f"{_value(theirs[name])})" for name in dict.fromkeys(order)
+               if name not in unused and ours[name] != theirs[name]]
     text += (" Settings that differ from the exercise's: " + "; ".join(changed) + "."
              if changed else " Every other setting is the exercise's.")
     return textwrap.fill(text, width=96)
@@ -128,6 +130,7 @@ _WORDS = {
     "initialization", "transform": "coupling transform", "dt": "Euler step", "n_classes":
     "classes", "embed_dim": "class embedding size", "coupling": "noise-data coupling",
     "time_features": "time features", "time_power": "training-time power",
+    "method": "solver",
 }
 
 

@@ -37,8 +37,8 @@ class FlowMatching(nn.Module):
     :class:`~flows_src.config.FMConfig`.
 
     Arguments:
-        config: the network, the objective and the sampler's step; the exercise's when
-            ``None``.
+        config: the network (``model``), the ``objective`` and the ``sampler``; the
+            exercise's when ``None``.
 
     Attributes:
         net: the :class:`~flows_src.velocity.VelocityNet`, the only trained part.
@@ -56,11 +56,11 @@ class FlowMatching(nn.Module):
     def __init__(self, config: FMConfig | None = None):
         super().__init__()
         self.config = config = config or FMConfig()
-        self.net = VelocityNet(config.hidden, config.n_linear, config.negative_slope,
-                               config.time_features, config.n_classes, config.embed_dim)
-        self.objective = FlowMatchingLoss(coupling(config.coupling, block=config.batch_size),
-                                          config.time_power)
-        self.sampler = ODESampler(dt=config.dt)
+        self.net = VelocityNet(**dataclasses.asdict(config.model))
+        # OT-CFM pairs within the minibatch: blocks of the training batch's size
+        self.objective = FlowMatchingLoss(coupling(config.objective.coupling, config.batch_size),
+                                          config.objective.time_power)
+        self.sampler = config.sampler
 
     def loss(self, x_1: Tensor, c: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """The objective (Eq. 16) on a batch ``x_1`` ``(n, 2)`` with classes ``c`` ``(n,)``:

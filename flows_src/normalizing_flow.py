@@ -5,7 +5,7 @@ The data is 2D, so a coupling layer splits a point ``z`` of shape ``(n, 2)`` int
 so consecutive layers transform alternate coordinates. The coupling layers are either the
 exercise's affine ones (Eq. 3-6), run by :class:`CouplingStack` (the readable layer is
 :class:`~flows_src.couplings.AffineCoupling`), or rational-quadratic splines
-(:class:`~flows_src.spline.SplineStack`), chosen by ``NFConfig.transform``.
+(:class:`~flows_src.spline.SplineStack`), chosen by ``FlowConfig.transform``.
 
 References:
     Dinh, Sohl-Dickstein and Bengio, "Density estimation using Real NVP", ICLR 2017.
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from flows_src.config import NFConfig
+from flows_src.config import FlowConfig, NFConfig
 from flows_src.couplings import AffineCoupling, Permutation, he_init_, linears
 from flows_src.density import Trajectory, standard_normal
 from flows_src.spline import SplineStack
@@ -173,7 +173,7 @@ class CouplingStack(nn.Module):
         return f"{len(self)} affine coupling layers"
 
 
-def _couplings(config: NFConfig) -> CouplingStack | SplineStack:
+def _couplings(config: FlowConfig) -> CouplingStack | SplineStack:
     if config.transform == "spline":
         stack = SplineStack(config.n_couplings, config.bins, config.bound, config.hidden,
                             config.n_linear, config.negative_slope)
@@ -221,7 +221,7 @@ class NormalizingFlow(nn.Module):
     ``forward_r`` and ``inverse_r``.
 
     Arguments:
-        config: the architecture (:class:`~flows_src.config.NFConfig`'s model fields); the
+        config: the architecture (:class:`~flows_src.config.NFConfig`'s model part); the
             exercise's when ``None``.
 
     Example:
@@ -236,7 +236,7 @@ class NormalizingFlow(nn.Module):
     def __init__(self, config: NFConfig | None = None):
         super().__init__()
         self.config = config if config is not None else NFConfig()
-        self.couplings = _couplings(self.config)
+        self.couplings = _couplings(self.config.model)
         # One fixed permutation, reused between every pair of consecutive coupling layers.
         self.permutation = Permutation(_DIM)
 

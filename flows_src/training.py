@@ -82,7 +82,7 @@ def fingerprint(model: nn.Module, config: TrainingConfig) -> str:
     this trainer, the data samplers and every module of the package they import), as syntax
     trees without docstrings or comments, so an edit of the documentation never retrains."""
     values = dataclasses.asdict(config)
-    values.pop("compile")
+    values.get("training", values).pop("compile")  # a run's config holds a training part
     parts = [type(model).__qualname__, json.dumps(values, sort_keys=True)]
     for name in code_modules(model):
         parts += [name, _code(name)]

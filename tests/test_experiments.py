@@ -24,7 +24,7 @@ def test_load_run_rebuilds_the_saved_architecture(tmp_path):
     config = presets.config("fm", "strong", n_points=1024, n_val=64, epochs=1, seed=2)
     torch.manual_seed(0)
     trained = experiments.build(config)
-    assert isinstance(trained, FlowMatching) and trained.config.hidden == config.hidden
+    assert isinstance(trained, FlowMatching) and trained.config.model.hidden == config.model.hidden
     out = run_dir("flow_matching", 2, tmp_path, "strong")
     train(trained, (torch.randn(1024, 2),), config, checkpoint=out / "model.pt",
           progress=False)

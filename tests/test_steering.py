@@ -88,7 +88,7 @@ def test_a_new_class_embedding_is_learned_with_the_network_frozen():
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), f"{key} changed: the network must stay frozen"
     assert all(p.requires_grad for p in model.parameters())
-    assert embedding.shape == (1, config.embed_dim)
+    assert embedding.shape == (1, config.model.embed_dim)
     assert sum(losses[-50:]) < 0.5 * sum(losses[:50])
     # ordinary draws sampled with the new class land far nearer the target than any class's
     x_0 = torch.randn(500, 2, generator=torch.Generator().manual_seed(1))
@@ -97,4 +97,4 @@ def test_a_new_class_embedding_is_learned_with_the_network_frozen():
               for k in range(5))
     assert (new - target).norm(dim=1).median() < 0.5 * old
     with pytest.raises(ValueError, match="shape"):
-        model.as_velocity(embedding=torch.zeros(2, config.embed_dim))
+        model.as_velocity(embedding=torch.zeros(2, config.model.embed_dim))

@@ -79,7 +79,7 @@ class Study:
 
     def missing_fields(self) -> list[str]:
         """Config fields the study sets that the family's config class does not have (yet)."""
-        names = {f.name for f in dataclasses.fields(presets.FAMILIES[self.family])}
+        names = set(presets.FAMILIES[self.family].field_names())
         return sorted((set(self.fixed) | set(self.space)) - names - {SHARE})
 
 
