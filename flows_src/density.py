@@ -19,13 +19,14 @@ held-out point) or an ODE solve. Like zuko's flows sharing one ``Distribution`` 
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["DIM", "Trajectory", "DensityModel", "check_count", "standard_normal"]
+__all__ = ["DIM", "Trajectory", "DensityModel", "check_count", "points", "standard_normal"]
 
 DIM = 2
 """The points are 2D."""
@@ -42,6 +43,12 @@ class Trajectory:
 
     times: Tensor
     states: Tensor
+
+    def nearest(self, times: Sequence[float] | Tensor) -> Trajectory:
+        """The states at the recorded times nearest ``times`` (in that order)."""
+        keep = (torch.as_tensor(times, dtype=self.times.dtype)[:, None]
+                - self.times).abs().argmin(1)
+        return Trajectory(times=self.times[keep], states=self.states[keep])
 
 
 @runtime_checkable
@@ -66,6 +73,18 @@ def check_count(n: object) -> int:
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
     return int(n)
+
+
+def points(x: object, name: str, model: nn.Module) -> Tensor:
+    """``x`` as a ``(n, 2)`` tensor in ``model``'s weights' dtype, or a one-line error. A
+    float64 input is computed in the weights' dtype (float32 unless the model was cast)."""
+    if not isinstance(x, Tensor):
+        x = torch.as_tensor(x)
+    if x.ndim != 2 or x.shape[1] != DIM:
+        raise ValueError(f"{name} must have shape (n, {DIM}), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must hold floating-point numbers, got {x.dtype}")
+    return x.to(next(model.parameters()).dtype)
 
 
 def standard_normal(n: object, generator: torch.Generator | None, like: Tensor) -> Tensor:
