@@ -38,7 +38,7 @@ import torch
 
 from bench.reference import ReferenceFlow, ReferenceVelocity, reference_fm_loss
 from flows_src.config import FMConfig, NFConfig
-from flows_src.flow_matching import VelocityField
+from flows_src.flow_matching import FlowMatching
 from flows_src.normalizing_flow import NormalizingFlow
 from flows_src.training import TrainingStep
 
@@ -119,7 +119,7 @@ def nf_contenders(data: torch.Tensor, compile: bool = True) -> list[Contender]:
     """The exercise's normalizing flow: reference, ours eager, ours compiled."""
     config = NFConfig()
     torch.manual_seed(0)
-    reference = ReferenceFlow(config.n_couplings, config.hidden, config.n_linear)
+    reference = ReferenceFlow(config.model.n_couplings, config.model.hidden, config.model.n_linear)
     return _contenders(reference, reference.loss, NormalizingFlow, config, data, compile)
 
 
@@ -127,8 +127,8 @@ def fm_contenders(data: torch.Tensor, compile: bool = True) -> list[Contender]:
     """The exercise's (unconditional) flow matching: reference, ours eager, ours compiled."""
     config = FMConfig()
     torch.manual_seed(0)
-    reference = ReferenceVelocity(config.hidden, config.n_linear)
-    return _contenders(reference, lambda x_1: reference_fm_loss(reference, x_1), VelocityField,
+    reference = ReferenceVelocity(config.model.hidden, config.model.n_linear)
+    return _contenders(reference, lambda x_1: reference_fm_loss(reference, x_1), FlowMatching,
                        config, data, compile)
 
 
@@ -147,10 +147,11 @@ def interleave(contenders: list[Contender], blocks: int, steps: int) -> list[Con
 
 def sampling(n: int = 1000, dt: float = 1e-3, repeats: int = 3) -> list[Contender]:
     """Seconds to sample ``n`` points with Euler steps ``dt``: a plain loop over a reference
-    field against :meth:`VelocityField.sample` (same sizes, untrained weights), interleaved."""
+    field against :meth:`FlowMatching.sample` (same sizes, untrained weights), interleaved."""
     config = FMConfig(dt=dt)
     torch.manual_seed(0)
-    reference, ours = ReferenceVelocity(config.hidden, config.n_linear), VelocityField(config)
+    reference = ReferenceVelocity(config.model.hidden, config.model.n_linear)
+    ours = FlowMatching(config)
     n_steps = round(1 / dt)
 
     @torch.no_grad()
@@ -161,7 +162,7 @@ def sampling(n: int = 1000, dt: float = 1e-3, repeats: int = 3) -> list[Contende
         return float(y[0, 0])
 
     def our() -> float:
-        return float(ours.sample(n, dt=dt).y[0, 0])
+        return float(ours.sample(n)[0, 0])
 
     contenders = [Contender("reference", plain), Contender("ours", our)]
     return interleave(contenders, repeats, 1)

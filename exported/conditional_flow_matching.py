@@ -62,7 +62,7 @@ import torch
 
 from create_data import create_olympic_rings
 from flows_src import experiments, figures, metrics, plotting, presets, rings, steering
-from flows_src.flow_matching import VelocityField
+from flows_src.flow_matching import FlowMatching
 from flows_src.parameters import check_parameters
 from flows_src.runs import run_dir, write_json
 from flows_src.training import train_or_load, validation
@@ -86,7 +86,7 @@ c = torch.as_tensor(labels[order], dtype=torch.long)
 x_train, c_train, x_val, c_val = x[:n_points], c[:n_points], x[n_points:], c[n_points:]
 
 torch.manual_seed(seed)
-model = VelocityField(config)
+model = FlowMatching(config)
 history = train_or_load(model, (x_train, c_train), config, checkpoint=out / "model.pt",
                         force=force, validate=validation(x_val, c_val))
 model.eval()
@@ -124,15 +124,15 @@ print("training points per class: " + ", ".join(
 # its class's colour, from a hollow circle (the noise) to a filled one (the sample), over
 # the rings drawn in their colours. The table checks where each ends.
 
-one_each = model.sample(5, c=torch.arange(5), generator=torch.Generator().manual_seed(seed),
-                        return_intermediates=True)
+one_each = model.trajectory(torch.randn(5, 2, generator=torch.Generator().manual_seed(seed)),
+                            c=torch.arange(5))
 fig, ax = plt.subplots(figsize=(5.8, 3.0), layout="constrained")
 plotting.bands(ax, standardizer, color=None, lw=0.7)
 plotting.class_trajectories(ax, one_each.states, np.arange(5),
                             title="Q2: one sample per class, noise (hollow) -> sample (filled)")
 ax.legend(title="class", loc="center left", bbox_to_anchor=(1.01, 0.5))
 plotting.finish(fig, out / "cfm_q2_one_per_class.png")
-ends = standardizer.inverse(one_each.y.numpy())
+ends = standardizer.inverse(one_each.states[-1].numpy())
 check = metrics.class_check(ends, np.arange(5))
 print(metrics.format_table(
     [[k, int_to_label[k], f"({e[0]:+.2f}, {e[1]:+.2f})", row["own"],
@@ -152,8 +152,7 @@ print(f"{sum(r['own'] == 0 for r in check)} of 5 points end inside their own rin
 # the share of class-$k$ samples that land in ring $k$'s band.
 
 classes = torch.arange(5).repeat_interleave(n_per_class)
-samples = model.sample(len(classes), c=classes,
-                       generator=torch.Generator().manual_seed(seed + 100)).y
+samples = model.sample(len(classes), torch.Generator().manual_seed(seed + 100), c=classes)
 per_class, accuracy = metrics.conditional_accuracy(samples, classes, standardizer)
 fig, ax = plt.subplots(figsize=(4.8, 2.55), layout="constrained")
 plotting.classes(ax, samples, classes, s=2,

@@ -27,8 +27,9 @@ from flows_src.cli import parse_parameters  # noqa: E402
 # exercise's (`flows_src.config.FMConfig`: 5 Linear layers of width 64, LeakyReLU, Adam 1e-3
 # with cosine annealing, $\Delta t = 1/1000$, 250,000 points, 20 epochs, batch 128);
 # `preset = "strong"` answers the same questions with the stronger configuration of
-# `flows_src/presets.py`. The model is in `flows_src/flow_matching.py`, the solvers and the
-# likelihood in `flows_src/ode.py`.
+# `flows_src/presets.py`. The model is in `flows_src/flow_matching.py` (its network in
+# `velocity.py`, the path in `paths.py`, the loss in `fm_loss.py`, the solver settings in
+# `sampler.py`), the solvers and the likelihood in `flows_src/ode.py`.
 
 seed = 0
 preset = "spec"  # "spec": the exercise's settings; "strong": flows_src/presets.py
@@ -77,7 +78,7 @@ from flows_src import (
     rings,
     training_plots,
 )
-from flows_src.flow_matching import VelocityField
+from flows_src.flow_matching import FlowMatching
 from flows_src.parameters import check_parameters
 from flows_src.runs import run_dir, run_metrics, write_json
 from flows_src.training import train_or_load, validation
@@ -85,8 +86,9 @@ from flows_src.training import train_or_load, validation
 plotting.use_print_style()
 
 config = presets.config("fm", preset, n_points=n_points, n_val=n_val, epochs=epochs,
-                        batch_size=batch_size, lr=lr, seed=seed, compile=compile_model, dt=dt)
-check_parameters(n_eval=n_eval, n_nll=n_nll, nll_dt=nll_dt)
+                        batch_size=batch_size, lr=lr, seed=seed, compile=compile_model, dt=dt,
+                        nll_dt=nll_dt)
+check_parameters(n_eval=n_eval, n_nll=n_nll)
 out = run_dir("flow_matching", seed, runs_root, preset)
 print(f"preset {preset!r}: {config}")
 
@@ -101,7 +103,7 @@ x = torch.as_tensor(points, dtype=torch.float32)
 x_train, x_val = x[:n_points], x[n_points:]
 
 torch.manual_seed(seed)
-model = VelocityField(config)
+model = FlowMatching(config)
 history = train_or_load(model, (x_train,), config, checkpoint=out / "model.pt", force=force,
                         validate=validation(x_val))
 model.eval()
@@ -138,8 +140,8 @@ print("Validation loss (Eq. 16, 10,000 held-out points) after epoch " + ", ".joi
 # 1,000 points sampled with $\Delta t = 1/1000$, shown at $t = 0, 0.2, \dots, 1$ on the same
 # axes.
 
-solution = model.sample(1000, generator=torch.Generator().manual_seed(seed),
-                        times=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+noise = torch.randn(1000, 2, generator=torch.Generator().manual_seed(seed))
+solution = model.trajectory(noise, times=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
 xlim, ylim = plotting.view(*solution.states, least=plotting.DATA_VIEW)
 fig, axes = plotting.panels(6, cols=3, height=1.7)
 for ax, t, state in zip(axes, solution.times, solution.states):
@@ -187,15 +189,15 @@ print(f"On the way (between the first and last panel) the distance to the data i
 # number per path (bold at the end, the circle).
 
 z10 = torch.as_tensor(rings.spread_latents(10), dtype=torch.float32)
-path = model.sample_from(z10, return_intermediates=True)
+path = model.trajectory(z10)
 fig, ax = plt.subplots(figsize=(5.8, 3.0), layout="constrained")
 plotting.bands(ax, standardizer)
 plotting.trajectories(ax, path.states[::10], path.times[::10], numbered=True,
                       title="Q3: forward trajectories of 10 points, noise -> data")
 plotting.time_colorbar(fig, ax)
 plotting.finish(fig, out / "fm_q3_trajectories.png")
-L = nf["config"]["n_couplings"]
-at_layers = model.sample_from(z10, times=np.arange(L + 1) / L).states
+L = nf["config"]["model"]["n_couplings"]
+at_layers = model.trajectory(z10, times=np.arange(L + 1) / L).states
 fm_shape = path_metrics.path_shape(at_layers)
 print(metrics.format_table(
     [[name, shape["length_over_chord"], shape["largest_step_share"]]
@@ -223,7 +225,7 @@ print(path_metrics.consistency_verdict(fm_shape, nf["path_shape"],
 
 steps = [0.002, 0.02, 0.05, 0.1, 0.2]
 x_0 = torch.randn(1000, 2, generator=torch.Generator().manual_seed(seed + 20))
-quantized = {s: model.sample_from(x_0, dt=s) for s in steps}
+quantized = {s: model.with_sampler(dt=s).solve(x_0) for s in steps}
 xlim, ylim = plotting.view(*(sol.y for sol in quantized.values()), least=plotting.DATA_VIEW)
 fig, axes = plotting.panels(len(steps), cols=3, height=1.7)
 rows = []
@@ -264,10 +266,10 @@ print(f"Fewest evaluations within 0.01 of the Δt = {rows[0][0]} in-band fractio
 # $\Delta t = 0.01$, exact divergence), the counterpart of the flow's log-determinant.
 
 probe = torch.as_tensor(standardizer.transform(rings.PROBE_POINTS), dtype=torch.float32)
-back = model.reverse(probe, return_intermediates=True)
-again = model.sample_from(back.y)
-fm_error = (again.y - probe).norm(dim=1).numpy()
-fm_log_p = model.log_prob(probe, dt=nll_dt).detach().numpy()
+back = model.trajectory(probe, reverse=True)
+fm_noise = back.states[-1]
+fm_error = (model.solve(fm_noise).y - probe).norm(dim=1).numpy()
+fm_log_p = model.log_prob(probe).detach().numpy()
 fm_log_det = ode.log_prob(model.as_velocity(), probe, dt=nll_dt,  # the divergence term only
                           base_log_prob=lambda y: y.new_zeros(len(y))).detach().numpy()
 fm_log_p0 = fm_log_p - fm_log_det
@@ -278,10 +280,10 @@ fig = figures.paths_near_and_far(back.states[::10], back.times[::10], probe, sta
                                   label="time t", others=nf_z,
                                   others_label="normalizing flow's latents")
 plotting.finish(fig, out / "fm_q5_reverse.png")
-apart = np.linalg.norm(back.y.numpy() - nf_z, axis=1)
+apart = np.linalg.norm(fm_noise.numpy() - nf_z, axis=1)
 print(metrics.format_table([
     [i, "inside" if rings.PROBE_INSIDE[i] else "outside",
-     f"({back.y[i, 0]:+.2f}, {back.y[i, 1]:+.2f})", f"({nf_z[i, 0]:+.2f}, {nf_z[i, 1]:+.2f})",
+     f"({fm_noise[i, 0]:+.2f}, {fm_noise[i, 1]:+.2f})", f"({nf_z[i, 0]:+.2f}, {nf_z[i, 1]:+.2f})",
      float(apart[i]), float(fm_log_p0[i]), float(fm_log_det[i]), float(fm_log_p[i]),
      nf_probe["log_pz"][i], nf_probe["log_det"][i], nf_probe["log_p"][i]] for i in range(5)],
     ["point", "where", "FM noise", "NF latent", "apart", "FM log p_0", "FM log det",
@@ -293,15 +295,15 @@ print(figures.far_note(nf_z, "normalizing flow's latent", figures.zoom_view(prob
 
 round_trip = []
 for s in [0.001, *steps]:
-    noise = model.reverse(probe, dt=s).y
-    error = (model.sample_from(noise, dt=s).y - probe).norm(dim=1)
+    coarse = model.with_sampler(dt=s)
+    error = (coarse.solve(coarse.solve(probe, reverse=True).y).y - probe).norm(dim=1)
     round_trip.append([s, float(error.mean()), float(error.max())])
 print(metrics.format_table(round_trip, ["Δt", "FM round-trip error (mean)",
                                         "FM round-trip error (max)"]))
 far = int(np.argmax(np.linalg.norm(nf_z, axis=1)))
 print(f"Point {far}: the normalizing flow sends it to |z| = {np.linalg.norm(nf_z[far]):.1f} "
       f"(log p_z {nf_probe['log_pz'][far]:.1f}, log det {nf_probe['log_det'][far]:.1f}); "
-      f"flow matching to |x_0| = {np.linalg.norm(back.y[far].numpy()):.1f} (log p_0 "
+      f"flow matching to |x_0| = {np.linalg.norm(fm_noise[far].numpy()):.1f} (log p_0 "
       f"{fm_log_p0[far]:.1f}, log det {fm_log_det[far]:.1f}).")
 nf_error = np.array(nf_probe["reconstruction_error"])
 scale = np.maximum(np.linalg.norm(nf_z, axis=1), np.linalg.norm(probe.numpy(), axis=1))
@@ -341,10 +343,10 @@ print(f"Normalizing flow, forward(inverse(x)): errors "
 # against the data entropy, and the quality of 10,000 samples at $\Delta t = 1/1000$.
 
 start = time.perf_counter()
-samples = model.sample(n_eval, generator=torch.Generator().manual_seed(seed + 100)).y
+samples = model.sample(n_eval, torch.Generator().manual_seed(seed + 100))
 sample_seconds = time.perf_counter() - start
 start = time.perf_counter()
-nll = metrics.nll(lambda v: model.log_prob(v, dt=nll_dt), x_val[:n_nll], chunk=1000)
+nll = metrics.nll(model.log_prob, x_val[:n_nll], chunk=1000)
 nll_seconds = time.perf_counter() - start
 result = metrics.quality(samples, x_val, standardizer, nll)
 print(metrics.format_quality(result, "flow matching"))
@@ -356,6 +358,6 @@ write_json(out / "metrics.json", {
     "train_seconds": history.train_seconds, "epochs": history.epochs,
     "path_shape": fm_shape, "progression": fm_progress, "quantization": rows,
     "round_trip": round_trip,
-    "probe": {"noise": back.y, "reconstruction_error": fm_error, "log_p": fm_log_p,
+    "probe": {"noise": fm_noise, "reconstruction_error": fm_error, "log_p": fm_log_p,
               "log_p0": fm_log_p0},
 })

@@ -162,7 +162,7 @@ print(figures.outside_note(draws, xlim, ylim))
 z = torch.randn(1000, 2, generator=torch.Generator().manual_seed(seed))
 with torch.no_grad():
     _, states = model.forward(z, return_intermediates=True)
-L = config.n_couplings
+L = config.model.n_couplings
 layers = np.unique(np.round(np.linspace(0, L, 6)).astype(int))
 shown = [states[k] for k in layers]
 xlim, ylim = plotting.view(*shown, least=plotting.DATA_VIEW)

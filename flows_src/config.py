@@ -1,32 +1,54 @@
-"""Configuration objects: one per model family, defaults = the exercise's hyper-parameters.
+"""Configuration objects, composed: a run's config holds small parts, each checked on its own.
 
-The exercise (Sec. 3.3 and 4.3) gives "working parameters tested by us"; they live here and
-nowhere else. Notebooks and command-line options override fields with
-``dataclasses.replace``; every field is checked when the object is built, so a bad value
-stops with one line that names the field and its allowed range.
+- :class:`TrainingConfig`: what every family trains with (Sec. 3.3 and 4.3 give the same);
+- :class:`FlowConfig`: the normalizing flow's architecture (Sec. 3.3);
+- :class:`VelocityConfig`: the flow-matching network's architecture (Sec. 4.3);
+- :class:`ObjectiveConfig`: how flow matching's loss pairs noise with data and draws times;
+- :class:`~flows_src.sampler.ODESampler`: how flow matching integrates (Alg. 2).
+
+A run is :class:`NFConfig` (``model``, ``training``) or :class:`FMConfig` (``model``,
+``objective``, ``training``, ``sampler``). The defaults are the exercise's "working parameters
+tested by us" (Sec. 3.3 and 4.3); they live here and nowhere else. A run is built and changed
+with the parts' flat field names, each routed to the part that has it
+(``FMConfig(hidden=256, dt=0.01)``, ``dataclasses.replace(config, epochs=3)``); every value
+is checked when its part is built, so a bad one stops with one line that names the field and
+its allowed range. The trainer (:mod:`flows_src.training`) reads the training part's fields
+through the run (``config.epochs``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["TrainingConfig", "NFConfig", "FMConfig", "COUPLINGS", "INITS", "TRANSFORMS",
-           "config_from_dict"]
+from flows_src.sampler import ODESampler
+
+__all__ = ["TrainingConfig", "FlowConfig", "VelocityConfig", "ObjectiveConfig", "ODESampler",
+           "NFConfig", "FMConfig", "COUPLINGS", "INITS", "TRANSFORMS", "config_from_dict"]
 
 COUPLINGS = ("independent", "ot")
-"""How flow matching may pair noise with data (``FMConfig.coupling``)."""
+"""How flow matching may pair noise with data (``ObjectiveConfig.coupling``)."""
 
 INITS = ("uniform", "he")
-"""How the normalizing flow's coupling networks start (``NFConfig.init``)."""
+"""How the normalizing flow's coupling networks start (``FlowConfig.init``)."""
 
 TRANSFORMS = ("affine", "spline")
-"""What a normalizing flow's coupling layer does to ``z_r`` (``NFConfig.transform``)."""
+"""What a normalizing flow's coupling layer does to ``z_r`` (``FlowConfig.transform``)."""
 
 
 def _check_int(name: str, value: object, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, "
+                         f"got {value!r}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -61,27 +83,23 @@ class TrainingConfig:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        _check_int("n_points", self.n_points, 1)
-        _check_int("n_val", self.n_val, 1)
-        _check_int("epochs", self.epochs, 1)
-        _check_int("batch_size", self.batch_size, 1)
+        for name, low in (("n_points", 1), ("n_val", 1), ("epochs", 1), ("batch_size", 1)):
+            _check_int(name, getattr(self, name), low)
         if self.batch_size > self.n_points:
             raise ValueError(f"batch_size must be <= n_points ({self.n_points}), "
                              f"got {self.batch_size}")
         _check_int("seed", self.seed, 0)
-        if isinstance(self.lr, bool) or not (isinstance(self.lr, (int, float))
-                                             and 0 < self.lr < 1):
+        if not (_is_number(self.lr) and 0 < self.lr < 1):
             raise ValueError(f"lr must be a number in (0, 1), got {self.lr!r}")
         if self.max_grad_norm is not None and not (
-                isinstance(self.max_grad_norm, (int, float))
-                and not isinstance(self.max_grad_norm, bool) and self.max_grad_norm > 0):
+                _is_number(self.max_grad_norm) and self.max_grad_norm > 0):
             raise ValueError(f"max_grad_norm must be a positive number or None, "
                              f"got {self.max_grad_norm!r}")
 
 
 @dataclass(frozen=True)
-class NFConfig(TrainingConfig):
-    """The normalizing flow of Sec. 3.3.
+class FlowConfig:
+    """The normalizing flow's architecture (Sec. 3.3).
 
     Arguments:
         n_couplings: coupling layers, a permutation between consecutive ones.
@@ -121,20 +139,14 @@ class NFConfig(TrainingConfig):
     bound: float = 5.0
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         _check_int("n_couplings", self.n_couplings, 1)
-        if self.transform not in TRANSFORMS:
-            raise ValueError(f"transform must be one of {', '.join(map(repr, TRANSFORMS))}, "
-                             f"got {self.transform!r}")
+        _check_choice("transform", self.transform, TRANSFORMS)
         if isinstance(self.bins, bool) or not isinstance(self.bins, int) or not (
                 2 <= self.bins <= 256):
             raise ValueError(f"bins must be an integer in [2, 256], got {self.bins!r}")
-        if isinstance(self.bound, bool) or not (
-                isinstance(self.bound, (int, float)) and 0 < self.bound <= 100):
+        if not (_is_number(self.bound) and 0 < self.bound <= 100):
             raise ValueError(f"bound must be a number in (0, 100], got {self.bound!r}")
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {', '.join(map(repr, INITS))}, "
-                             f"got {self.init!r}")
+        _check_choice("init", self.init, INITS)
         if self.log_s_bound is not None and not (
                 isinstance(self.log_s_bound, (int, float)) and self.log_s_bound > 0):
             raise ValueError(f"log_s_bound must be a positive number or None, "
@@ -144,23 +156,46 @@ class NFConfig(TrainingConfig):
 
 
 @dataclass(frozen=True)
-class FMConfig(TrainingConfig):
-    r"""The flow-matching velocity field of Sec. 4.3, unconditional or class-conditional.
+class VelocityConfig:
+    r"""The flow-matching network's architecture (Sec. 4.3), unconditional or
+    class-conditional (:class:`~flows_src.velocity.VelocityNet`).
 
     Arguments:
         hidden: width of every hidden Linear layer (the exercise asks for at least 64).
         n_linear: Linear layers in the network (the exercise: 4-5).
-        dt: the Euler step of Alg. 2, in (0, 1].
-        n_classes: ``None`` for the unconditional model, else the number of classes fed
-            through ``nn.Embedding``.
-        embed_dim: size of the class embedding.
         negative_slope: of the LeakyReLU between the Linear layers.
-        coupling: how the loss pairs noise with data: ``"independent"`` (the exercise's
-            Alg. 1) or ``"ot"``, minibatch optimal transport (OT-CFM, straighter paths; see
-            :mod:`flows_src.ot`).
         time_features: 0 feeds the network ``t`` itself (the exercise); ``k > 0`` adds
             :math:`\sin(\pi j t), \cos(\pi j t)` for :math:`j = 1..k`, so the first layer
             can resolve how the velocity changes fast near :math:`t = 1`.
+        n_classes: ``None`` for the unconditional model, else the number of classes fed
+            through ``nn.Embedding``.
+        embed_dim: size of the class embedding.
+    """
+
+    hidden: int = 64
+    n_linear: int = 5
+    negative_slope: float = 0.01
+    time_features: int = 0
+    n_classes: int | None = None
+    embed_dim: int = 8
+
+    def __post_init__(self) -> None:
+        _check_int("hidden", self.hidden, 1)
+        _check_int("n_linear", self.n_linear, 2)
+        _check_int("time_features", self.time_features, 0)
+        _check_int("embed_dim", self.embed_dim, 1)
+        if self.n_classes is not None:
+            _check_int("n_classes", self.n_classes, 1)
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    r"""What flow matching's loss (Eq. 16, :mod:`flows_src.fm_loss`) regresses on.
+
+    Arguments:
+        coupling: how the loss pairs noise with data: ``"independent"`` (the exercise's
+            Alg. 1) or ``"ot"``, minibatch optimal transport (OT-CFM, straighter paths; see
+            :mod:`flows_src.ot`), in blocks of the training batch.
         time_power: the training times are :math:`t = 1 - (1 - u)^p`, :math:`u \sim U[0, 1]`;
             :math:`p = 1` is the exercise's uniform :math:`t`, :math:`p > 1` puts more of the
             batch near :math:`t = 1`, where the field must resolve the thin bands. The same
@@ -168,37 +203,98 @@ class FMConfig(TrainingConfig):
             regression's target unchanged), a different weighting of its errors.
     """
 
-    hidden: int = 64
-    n_linear: int = 5
-    dt: float = 1e-3
-    n_classes: int | None = None
-    embed_dim: int = 8
-    negative_slope: float = 0.01
     coupling: str = "independent"
-    time_features: int = 0
     time_power: float = 1.0
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_int("hidden", self.hidden, 1)
-        _check_int("n_linear", self.n_linear, 2)
-        _check_int("time_features", self.time_features, 0)
-        if not (isinstance(self.time_power, (int, float)) and 0 < self.time_power <= 10):
+        if not (_is_number(self.time_power) and 0 < self.time_power <= 10):
             raise ValueError(f"time_power must be a number in (0, 10], got {self.time_power!r}")
-        if self.coupling not in COUPLINGS:
-            raise ValueError(f"coupling must be one of {', '.join(map(repr, COUPLINGS))}, "
-                             f"got {self.coupling!r}")
-        _check_int("embed_dim", self.embed_dim, 1)
-        if self.n_classes is not None:
-            _check_int("n_classes", self.n_classes, 1)
-        if not (isinstance(self.dt, (int, float)) and 0 < self.dt <= 1):
-            raise ValueError(f"dt must be a number in (0, 1], got {self.dt!r}")
+        _check_choice("coupling", self.coupling, COUPLINGS)
 
 
-def config_from_dict(cls: type, values: dict) -> TrainingConfig:
-    """Rebuild a config saved with ``dataclasses.asdict``; unknown fields are an error."""
+def _training(name: str) -> property:
+    return property(lambda self: getattr(self.training, name),
+                    doc=f"The training part's ``{name}``.")
+
+
+class _Run:
+    """A run's config: its parts (the dataclass fields), built from flat field names."""
+
+    def __init__(self, **values) -> None:
+        for f in dataclasses.fields(self):
+            part = values.pop(f.name, None) or f.default_factory()
+            own = {name: values.pop(name) for name in _names(type(part)) if name in values}
+            object.__setattr__(self, f.name, dataclasses.replace(part, **own) if own else part)
+        if values:
+            raise ValueError(f"{type(self).__name__} has no field(s) {', '.join(sorted(values))}")
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        """Every part's field names, part by part: the names a run is built with."""
+        return [name for f in dataclasses.fields(cls)
+                for name in _names(type(f.default_factory()))]
+
+    def flat(self) -> dict[str, object]:
+        """``{field name: value}`` over every part, part by part."""
+        return {name: getattr(getattr(self, f.name), name)
+                for f in dataclasses.fields(self) for name in _names(type(getattr(self, f.name)))}
+
+    # what the trainer reads (flows_src.training): the training part's fields
+    n_points = _training("n_points")
+    n_val = _training("n_val")
+    epochs = _training("epochs")
+    batch_size = _training("batch_size")
+    lr = _training("lr")
+    seed = _training("seed")
+    max_grad_norm = _training("max_grad_norm")
+    compile = _training("compile")
+
+
+def _names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+@dataclass(frozen=True, init=False)
+class NFConfig(_Run):
+    """A normalizing-flow run (Sec. 3.3): its ``model`` (:class:`FlowConfig`) and
+    ``training``.
+
+    Example:
+        >>> config = NFConfig(hidden=32, epochs=3)
+        >>> config.model.hidden, config.training.epochs, config.epochs
+        (32, 3, 3)
+    """
+
+    model: FlowConfig = field(default_factory=FlowConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+
+@dataclass(frozen=True, init=False)
+class FMConfig(_Run):
+    """A flow-matching run (Sec. 4.3), unconditional or class-conditional: its ``model``
+    (:class:`VelocityConfig`), ``objective`` (:class:`ObjectiveConfig`), ``training`` and
+    ``sampler`` (:class:`~flows_src.sampler.ODESampler`).
+
+    Example:
+        >>> config = FMConfig(n_classes=5, coupling="ot", dt=0.01)
+        >>> config.model.n_classes, config.objective.coupling, config.sampler.dt
+        (5, 'ot', 0.01)
+    """
+
+    model: VelocityConfig = field(default_factory=VelocityConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    sampler: ODESampler = field(default_factory=ODESampler)
+
+
+def config_from_dict(cls: type, values: dict) -> NFConfig | FMConfig | TrainingConfig:
+    """Rebuild a config saved with ``dataclasses.asdict`` (a run's parts nested); unknown
+    fields are an error."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise ValueError(f"{cls.__name__} has no field(s) {', '.join(unknown)}")
-    return cls(**values)
+    if not issubclass(cls, _Run):
+        return cls(**values)
+    return cls(**{f.name: config_from_dict(type(f.default_factory()), values[f.name])
+                  for f in dataclasses.fields(cls) if f.name in values})

@@ -11,16 +11,18 @@ import os
 import textwrap
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from flows_src import metrics, registry, rings
-from flows_src.config import NFConfig, TrainingConfig, config_from_dict
-from flows_src.flow_matching import VelocityField
+from flows_src.config import FMConfig, NFConfig, TrainingConfig, config_from_dict
+from flows_src.density import DensityModel
+from flows_src.flow_matching import FlowMatching
 from flows_src.history import History
 from flows_src.normalizing_flow import NormalizingFlow
 from flows_src.presets import FAMILIES, PRESETS
 from flows_src.rings import Standardizer
 from flows_src.runs import load_torch, run_file, run_metrics
+from flows_src.sampler import ODESampler
 from flows_src.training import load_checkpoint
 
 __all__ = ["NOTEBOOKS", "build", "load_run", "evaluate", "describe"]
@@ -29,13 +31,13 @@ __all__ = ["NOTEBOOKS", "build", "load_run", "evaluate", "describe"]
 NOTEBOOKS = {nb.family: nb.name for nb in registry.NOTEBOOKS if nb.family is not None}
 
 
-def build(config: TrainingConfig) -> nn.Module:
+def build(config: NFConfig | FMConfig) -> NormalizingFlow | FlowMatching:
     """An untrained model of ``config``'s family."""
-    return NormalizingFlow(config) if isinstance(config, NFConfig) else VelocityField(config)
+    return NormalizingFlow(config) if isinstance(config, NFConfig) else FlowMatching(config)
 
 
 def load_run(family: str, seed: int, runs_root: str | os.PathLike = "runs",
-             preset: str = "spec") -> tuple[nn.Module, History, dict]:
+             preset: str = "spec") -> tuple[NormalizingFlow | FlowMatching, History, dict]:
     """The model a notebook trained (``family``'s notebook with ``seed`` and ``preset``),
     rebuilt from the config saved with it, in eval mode; its history and ``metrics.json``.
 
@@ -47,78 +49,74 @@ def load_run(family: str, seed: int, runs_root: str | os.PathLike = "runs",
     return model.eval(), history, run_metrics(NOTEBOOKS[family], seed, runs_root, preset)
 
 
-def evaluate(model: nn.Module, x_val: Tensor, standardizer: Standardizer, *,
+def evaluate(model: DensityModel, x_val: Tensor, standardizer: Standardizer, *,
              n_samples: int = 5000, n_nll: int = 1000, seed: int = 0,
              steps: int = 50) -> dict[str, float]:
-    """Held-out NLL, its gap to the data entropy, and the in-band fraction of samples, the
-    same way for either unconditional family.
+    """Held-out NLL, its gap to the data entropy, and the in-band fraction of ``n_samples``
+    samples (drawn with seed ``seed``), the same way for either unconditional family.
 
-    The normalizing flow's NLL is exact on all of ``x_val``; flow matching's is the ODE
-    likelihood (RK4, dt = 0.01) of the first ``n_nll`` points, and its samples are
-    integrated by the midpoint rule with ``steps`` steps (see the beyond notebook's solver
-    table for how close that comes to the exercise's 1,000 Euler steps).
+    An exact likelihood (the normalizing flow's) is scored on all of ``x_val``, an ODE
+    likelihood (flow matching's: RK4, dt = 0.01) on its first ``n_nll`` points; a model
+    with a solver samples with the midpoint rule in ``steps`` steps (see the beyond
+    notebook's solver table for how close that comes to the exercise's 1,000 Euler steps).
     """
-    generator = torch.Generator().manual_seed(seed)
-    if isinstance(model, NormalizingFlow):
-        with torch.no_grad():
-            nll = metrics.nll(model.log_prob, x_val)
-            samples = model.sample(n_samples, generator)
-    else:
-        x_0 = torch.randn(n_samples, 2, generator=generator)
-        with torch.no_grad():
-            samples = model.sample_from(x_0, dt=1 / steps, method="midpoint").y
-        nll = float(-model.log_prob(x_val[:n_nll], dt=0.01).double().mean())
+    model = model.with_sampler(ODESampler(dt=1 / steps, method="midpoint", nll_dt=0.01))
+    with torch.no_grad():
+        samples = model.sample(n_samples, torch.Generator().manual_seed(seed))
+        nll = metrics.nll(model.log_prob, x_val if model.exact_likelihood else x_val[:n_nll])
     return {"nll": nll, "gap": nll - rings.data_entropy(),
             "in_band": metrics.in_band_fraction(samples, standardizer)}
 
 
-def describe(config: TrainingConfig) -> str:
+def describe(config: NFConfig | FMConfig) -> str:
     """A few sentences for a reader: the architecture and training of ``config``, and every
     setting that differs from the exercise's (Sec. 3.3, 4.3), the soft bound on the
     normalizing flow's log-scale included."""
-    spec = config_from_dict(type(config), {
-        **PRESETS["spec"]["cfm" if getattr(config, "n_classes", None) else
-                          "nf" if isinstance(config, NFConfig) else "fm"],
-        "seed": config.seed, "compile": config.compile})
+    m = config.model
+    family = "nf" if isinstance(config, NFConfig) else "cfm" if m.n_classes else "fm"
+    spec = type(config)(**PRESETS["spec"][family], seed=config.seed, compile=config.compile)
     training = (f"Adam, learning rate {config.lr:g} with cosine annealing to 0, "
                 f"{config.n_points:,} training points, {config.epochs} epochs of batches of "
                 f"{config.batch_size}")
-    if isinstance(config, NFConfig) and config.transform == "spline":
-        text = (f"Normalizing flow: {config.n_couplings} rational-quadratic spline coupling "
-                f"layers (Durkan et al. 2019; {config.bins} bins on [-{config.bound:g}, "
-                f"{config.bound:g}], the identity outside) in place of Eq. 3's affine map, a "
+    spline = family == "nf" and m.transform == "spline"
+    if spline:
+        text = (f"Normalizing flow: {m.n_couplings} rational-quadratic spline coupling "
+                f"layers (Durkan et al. 2019; {m.bins} bins on [-{m.bound:g}, "
+                f"{m.bound:g}], the identity outside) in place of Eq. 3's affine map, a "
                 f"swap of the two coordinates between consecutive ones; each layer's widths, "
-                f"heights and slopes come from one MLP of {config.n_linear} Linear layers, "
-                f"hidden width {config.hidden}, LeakyReLU({config.negative_slope:g}) between "
+                f"heights and slopes come from one MLP of {m.n_linear} Linear layers, "
+                f"hidden width {m.hidden}, LeakyReLU({m.negative_slope:g}) between "
                 f"them. {training}.")
-    elif isinstance(config, NFConfig):
-        text = (f"Normalizing flow: {config.n_couplings} affine coupling layers (Eq. 3-6), a "
+    elif family == "nf":
+        text = (f"Normalizing flow: {m.n_couplings} affine coupling layers (Eq. 3-6), a "
                 f"swap of the two coordinates (the permutation) between consecutive ones; "
-                f"each layer has two MLPs (for log s and for b) of {config.n_linear} Linear "
-                f"layers, hidden width {config.hidden}, LeakyReLU({config.negative_slope:g}) "
+                f"each layer has two MLPs (for log s and for b) of {m.n_linear} Linear "
+                f"layers, hidden width {m.hidden}, LeakyReLU({m.negative_slope:g}) "
                 f"between them. {training}.")
-        if config.log_s_bound is not None:
-            bound = f"{config.log_s_bound:g}"
+        if m.log_s_bound is not None:
+            bound = f"{m.log_s_bound:g}"
             text += (f" One change to Eq. 3: the log-scale is soft-bounded, log s = {bound} "
                      f"tanh(r / {bound}) of the network's output r (a layer scales by at "
                      f"most e^{bound}); a LeakyReLU network is linear far from the data, so "
                      f"an unbounded exp(log s) of a far point grows exponentially and "
                      f"compounds over the layers until the loss overflows.")
     else:
-        conditional = config.n_classes is not None
-        text = ("Conditional flow matching" if conditional else "Flow matching") + (
-            f": an MLP of {config.n_linear} Linear layers, width {config.hidden}, "
-            f"LeakyReLU({config.negative_slope:g}) between them, input (y, t)")
-        if conditional:
-            text += (f" and the class through nn.Embedding({config.n_classes}, "
-                     f"{config.embed_dim}), mixed with (y, t) by the first Linear layer")
-        text += f". {training}; sampling by Euler steps of dt = {config.dt:g}."
-    # bins and bound have no value in the exercise; a spline flow has no log-scale bound
-    unused = {"seed", "compile", "n_val", "bins", "bound"} | (
-        {"log_s_bound"} if getattr(config, "transform", "") == "spline" else set())
-    changed = [f"{_WORDS.get(f.name, f.name)} {_value(getattr(config, f.name))} (exercise: "
-               f"{_value(getattr(spec, f.name))})" for f in dataclasses.fields(config)
-               if f.name not in unused and getattr(config, f.name) != getattr(spec, f.name)]
+        text = ("Conditional flow matching" if family == "cfm" else "Flow matching") + (
+            f": an MLP of {m.n_linear} Linear layers, width {m.hidden}, "
+            f"LeakyReLU({m.negative_slope:g}) between them, input (y, t)")
+        if family == "cfm":
+            text += (f" and the class through nn.Embedding({m.n_classes}, "
+                     f"{m.embed_dim}), mixed with (y, t) by the first Linear layer")
+        text += f". {training}; sampling by Euler steps of dt = {config.sampler.dt:g}."
+    # the exercise gives no spline (bins, bound) and no likelihood solver (nll_dt, nll_method);
+    # a spline flow has no log-scale bound
+    unused = {"seed", "compile", "n_val", "bins", "bound", "nll_dt", "nll_method"} | (
+        {"log_s_bound"} if spline else set())
+    ours, theirs = config.flat(), spec.flat()
+    order = [f.name for f in dataclasses.fields(TrainingConfig)] + list(ours)  # training first
+    changed = [f"{_WORDS.get(name, name)} {_value(ours[name])} (exercise: "
+               f"{_value(theirs[name])})" for name in dict.fromkeys(order)
+               if name not in unused and ours[name] != theirs[name]]
     text += (" Settings that differ from the exercise's: " + "; ".join(changed) + "."
              if changed else " Every other setting is the exercise's.")
     return textwrap.fill(text, width=96)
@@ -133,6 +131,7 @@ _WORDS = {
     "initialization", "transform": "coupling transform", "dt": "Euler step", "n_classes":
     "classes", "embed_dim": "class embedding size", "coupling": "noise-data coupling",
     "time_features": "time features", "time_power": "training-time power",
+    "method": "solver",
 }
 
 

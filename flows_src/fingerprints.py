@@ -24,11 +24,14 @@ __all__ = ["fingerprint", "code_modules"]
 
 def fingerprint(model: nn.Module, config: TrainingConfig) -> str:
     """A hash of what decides the trained weights: the config (less ``compile``, which
-    changes speed, not the model) and the code (:func:`code_modules`: the model's modules,
-    the trainer, the data samplers and every module of the package they import), as syntax
-    trees without docstrings or comments, so an edit of the documentation never retrains."""
+    changes speed, not the model, and a flow-matching model's sampler, which integrates the
+    trained field and never touches its training) and the code (:func:`code_modules`: the
+    model's modules, the trainer, the data samplers and every module of the package they
+    import), as syntax trees without docstrings or comments, so an edit of the documentation
+    never retrains."""
     values = dataclasses.asdict(config)
-    values.pop("compile")
+    values.get("training", values).pop("compile")  # a run's config holds a training part
+    values.pop("sampler", None)
     parts = [type(model).__qualname__, json.dumps(values, sort_keys=True)]
     for name in code_modules(model):
         parts += [name, _code(name)]

@@ -5,7 +5,17 @@ The data is 2D, so a coupling layer splits a point ``z`` of shape ``(n, 2)`` int
 so consecutive layers transform alternate coordinates. The coupling layers are either the
 exercise's affine ones (Eq. 3-6), run by :class:`CouplingStack` (the readable layer is
 :class:`~flows_src.couplings.AffineCoupling`), or rational-quadratic splines
-(:class:`~flows_src.spline.SplineStack`), chosen by ``NFConfig.transform``.
+(:class:`~flows_src.spline.SplineStack`), chosen by ``FlowConfig.transform``; the flow calls
+either through ``per_layer``, ``forward_r`` and ``inverse_r``.
+
+Intermediates (``return_intermediates=True``) are a tensor ``(n_couplings + 1, n, 2)``: the
+input and the output of every coupling layer, all expressed in the axes of $x$ (the
+permutations still to come are applied to each), so that in a plot every coupling layer moves
+a point along one axis, alternating between the two. ``forward`` lists them from $z$
+(t = 0) to $x$ (t = 1), ``inverse`` from $x$ (t = 1) to $z$ (t = 0); ``trajectory`` gives
+them with the times $k / L$ of $L$ layers. The $z$ end is $z$ in the axes of $x$: $z$ itself
+for an odd number of coupling layers (the exercise's 15), $z$ with its coordinates swapped for
+an even number.
 
 References:
     Dinh, Sohl-Dickstein and Bengio, "Density estimation using Real NVP", ICLR 2017.
@@ -14,30 +24,22 @@ References:
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from flows_src.config import NFConfig
+from flows_src.config import FlowConfig, NFConfig
 from flows_src.couplings import AffineCoupling, Permutation, he_init_, linears
+from flows_src.density import DIM, Trajectory, points, standard_normal
+from flows_src.ode import standard_normal_log_prob
 from flows_src.spline import SplineStack
 
 __all__ = ["CouplingStack", "NormalizingFlow"]
 
-_DIM = 2
-
 #: One layer's weights and biases in a :class:`CouplingStack`, one tensor per MLP depth.
 LayerParams = tuple[Sequence[Tensor], Sequence[Tensor]]
-
-
-def _log_standard_normal(z: Tensor) -> Tensor:
-    r"""$\log \mathcal{N}(z; 0, I)$ of ``z`` ``(n, d)``, shape ``(n,)``: the closed form
-    $-\frac{1}{2}(\|z\|^2 + d \log 2\pi)$, with no distribution object to move across
-    devices and dtypes."""
-    return -0.5 * (z.square().sum(-1) + z.shape[-1] * math.log(2 * math.pi))
 
 
 def _affine(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
@@ -173,7 +175,7 @@ class CouplingStack(nn.Module):
         return f"{len(self)} affine coupling layers"
 
 
-def _couplings(config: NFConfig) -> CouplingStack | SplineStack:
+def _couplings(config: FlowConfig) -> CouplingStack | SplineStack:
     if config.transform == "spline":
         stack = SplineStack(config.n_couplings, config.bins, config.bound, config.hidden,
                             config.n_linear, config.negative_slope)
@@ -194,7 +196,7 @@ def _in_output_axes(states: list[Tensor], perm: Tensor) -> Tensor:
     # states[k] (k >= 1) is the output of coupling layer k, in the axes left by the k - 1
     # permutations before it; the n_couplings - k after it bring it to the axes of x.
     # states[0], the input z, lies in the axes of states[1].
-    axes = torch.arange(_DIM, device=states[0].device)
+    axes = torch.arange(DIM, device=states[0].device)
     shown = [states[-1]]
     for k in range(len(states) - 2, -1, -1):
         if k:
@@ -208,20 +210,10 @@ class NormalizingFlow(nn.Module):
     consecutive ones, and base distribution $p_z = \mathcal{N}(0, I)$ on 2D points; trained by
     maximum likelihood with the loss of Eq. 9 (:meth:`loss`).
 
-    Intermediates (``return_intermediates=True``) are a tensor ``(n_couplings + 1, n, 2)``:
-    the input and the output of every coupling layer, all expressed in the axes of $x$ (the
-    permutations still to come are applied to each), so that in a plot every coupling layer
-    moves a point along one axis, alternating between the two. :meth:`forward` lists them from
-    $z$ (t = 0) to $x$ (t = 1), :meth:`inverse` from $x$ (t = 1) to $z$ (t = 0). The $z$ end
-    is $z$ in the axes of $x$: $z$ itself for an odd number of coupling layers (the
-    exercise's 15), $z$ with its coordinates swapped for an even number.
-
-    ``couplings`` is a :class:`CouplingStack` (affine) or a
-    :class:`~flows_src.spline.SplineStack`; the flow calls either through ``per_layer``,
-    ``forward_r`` and ``inverse_r``.
+    Intermediates and :meth:`trajectory`: see the module's docstring.
 
     Arguments:
-        config: the architecture (:class:`~flows_src.config.NFConfig`'s model fields); the
+        config: the architecture (:class:`~flows_src.config.NFConfig`'s model part); the
             exercise's when ``None``.
 
     Example:
@@ -231,28 +223,19 @@ class NormalizingFlow(nn.Module):
         torch.Size([5])
     """
 
+    exact_likelihood = True
+
     def __init__(self, config: NFConfig | None = None):
         super().__init__()
         self.config = config if config is not None else NFConfig()
-        self.couplings = _couplings(self.config)
+        self.couplings = _couplings(self.config.model)
         # One fixed permutation, reused between every pair of consecutive coupling layers.
-        self.permutation = Permutation(_DIM)
-
-    def _points(self, x: Tensor, name: str) -> Tensor:
-        """``x`` as a ``(n, 2)`` tensor in the weights' dtype, or a one-line error. A float64
-        input is computed in the weights' dtype (float32 unless the model was cast)."""
-        if not isinstance(x, Tensor):
-            x = torch.as_tensor(x)
-        if x.ndim != 2 or x.shape[1] != _DIM:
-            raise ValueError(f"{name} must have shape (n, {_DIM}), got {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise ValueError(f"{name} must hold floating-point numbers, got {x.dtype}")
-        return x.to(next(self.parameters()).dtype)
+        self.permutation = Permutation(DIM)
 
     def forward(self, z: Tensor, return_intermediates: bool = False
                 ) -> Tensor | tuple[Tensor, Tensor]:
         r"""$x = \phi(z)$, ``(n, 2)``; with intermediates also ``(n_couplings + 1, n, 2)``."""
-        z = self._points(z, "z")
+        z = points(z, "z", self)
         states = [z] if return_intermediates else None
         z = z.unbind(1)
         for k, params in enumerate(self.couplings.per_layer()):
@@ -282,7 +265,7 @@ class NormalizingFlow(nn.Module):
                 ) -> Tensor | tuple[Tensor, Tensor]:
         r"""$z = \phi^{-1}(x)$, ``(n, 2)``; with intermediates also ``(n_couplings + 1, n, 2)``
         ordered from $x$ (t = 1) to $z$ (t = 0)."""
-        x = self._points(x, "x")
+        x = points(x, "x", self)
         states = [x] if return_intermediates else None
         z, _ = self._inverse(x, states)
         if states is None:
@@ -293,13 +276,13 @@ class NormalizingFlow(nn.Module):
         r"""$z = \phi^{-1}(x)$ ``(n, 2)`` and $\log |\det \partial \phi^{-1}(x) / \partial x^T|$
         ``(n,)`` in one pass (Eq. 7-8: the sum of each coupling layer's Eq. 6; permutations
         add 0)."""
-        return self._inverse(self._points(x, "x"), None)
+        return self._inverse(points(x, "x", self), None)
 
     def log_det_inverse(self, x: Tensor) -> Tensor:
         r"""$\log |\det \partial \phi^{-1}(x) / \partial x^T|$ (Eq. 8), ``(n, 2)`` to ``(n,)``."""
-        return self._inverse(self._points(x, "x"), None)[1]
+        return self._inverse(points(x, "x", self), None)[1]
 
-    def log_prob(self, x: Tensor) -> Tensor:
+    def log_prob(self, x: Tensor, c: None = None) -> Tensor:
         r"""$\log p(x) = \log p_z(\phi^{-1}(x)) + \log |\det \partial \phi^{-1}(x) / \partial x^T|$
         (Eq. 2), ``(n, 2)`` to ``(n,)``.
 
@@ -308,9 +291,10 @@ class NormalizingFlow(nn.Module):
         points stays usable. A nan in ``x`` still gives nan. ``x`` is checked to be ``(n, 2)``
         floats; a float64 ``x`` is computed in the weights' dtype.
         """
-        x = self._points(x, "x")
+        _unconditional(c)
+        x = points(x, "x", self)
         z, log_det = self._inverse(x, None)
-        log_p = _log_standard_normal(z) + log_det
+        log_p = standard_normal_log_prob(z) + log_det
         overflowed = log_p.isnan() & ~x.isnan().any(dim=1)
         return log_p.masked_fill(overflowed, -math.inf)
 
@@ -325,21 +309,35 @@ class NormalizingFlow(nn.Module):
         spline couplings' networks, kept eager on purpose: see :mod:`flows_src.spline`).
         """
         z, log_det = self._inverse(x, None)
-        log_pz = _log_standard_normal(z)
+        log_pz = standard_normal_log_prob(z)
         loss = -(log_pz + log_det).mean()
         return loss, {"log_det": log_det.mean().detach(), "log_pz": log_pz.mean().detach()}
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        r"""$x = \phi(z)$ for $z \sim \mathcal{N}(0, I)$, shape ``(n, 2)``, without gradients.
+    def sample(self, n: int, generator: torch.Generator | None = None, *,
+               c: None = None) -> Tensor:
+        r"""$x = \phi(z)$ for $z \sim \mathcal{N}(0, I)$ from ``generator``, shape ``(n, 2)``,
+        without gradients (:func:`~flows_src.density.standard_normal`)."""
+        _unconditional(c)
+        return self(standard_normal(n, generator, next(self.parameters())))
 
-        $z$ is drawn on the generator's device (so a seeded CPU generator gives the same
-        points on any device), then moved to the model's.
-        """
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-            raise ValueError(f"n must be an integer >= 1, got {n!r}")
-        n = int(n)
-        param = next(self.parameters())
-        device = generator.device if generator is not None else param.device
-        z = torch.randn(n, _DIM, generator=generator, device=device, dtype=param.dtype)
-        return self(z.to(param.device))
+    @torch.no_grad()
+    def trajectory(self, x: Tensor, *, c: None = None, reverse: bool = False,
+                   times: Sequence[float] | Tensor | None = None) -> Trajectory:
+        r"""The input and every coupling layer's output (see the module), at times $k / L$ for
+        $L$ layers: from $z$ ($t = 0$) to $x$, or with ``reverse`` from $x$ ($t = 1$) to
+        $z$; only the layers nearest ``times`` when given."""
+        _unconditional(c)
+        states = (self.inverse if reverse else self.forward)(x, return_intermediates=True)[1]
+        grid = torch.linspace(0, 1, len(states), dtype=states.dtype)
+        path = Trajectory(times=grid.flip(0) if reverse else grid, states=states)
+        return path if times is None else path.nearest(times)
+
+    def with_sampler(self, sampler: object = None, **changes) -> NormalizingFlow:
+        """This flow: it samples and scores in closed form, with no solver to set."""
+        return self
+
+
+def _unconditional(c: object) -> None:
+    if c is not None:
+        raise ValueError("c must be None: a normalizing flow here is unconditional")

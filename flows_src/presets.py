@@ -16,13 +16,15 @@ Plain data and the configs it makes; building, loading and evaluating a run of a
 
 from __future__ import annotations
 
-from flows_src.config import FMConfig, NFConfig, TrainingConfig
+from flows_src.config import FMConfig, NFConfig
 
 __all__ = ["FAMILIES", "PRESETS", "LADDERS", "TRAINING", "TARGETS", "config", "ladder",
            "check_targets", "meets"]
 
 #: The model families and their config classes (``"cfm"``: class-conditional flow matching).
-FAMILIES: dict[str, type[TrainingConfig]] = {"nf": NFConfig, "fm": FMConfig, "cfm": FMConfig}
+#: A preset names flat fields; the config class routes each to its part (model, objective,
+#: training, sampler: :mod:`flows_src.config`).
+FAMILIES: dict[str, type[NFConfig | FMConfig]] = {"nf": NFConfig, "fm": FMConfig, "cfm": FMConfig}
 
 #: The changes from ``spec`` to ``strong``, one step at a time, per family: (what the step
 #: changes, the fields it sets). Applied in order, every step keeps the ones before it.
@@ -123,7 +125,7 @@ def meets(value: float, sense: str, bound: float) -> bool:
     return bool(value >= bound if sense == ">=" else value <= bound)
 
 
-def config(family: str, preset: str = "spec", **fields) -> TrainingConfig:
+def config(family: str, preset: str = "spec", **fields) -> NFConfig | FMConfig:
     """The config of ``family`` under ``preset``, with ``fields`` on top.
 
     A field given as ``None`` keeps the preset's value, so a notebook's parameters cell can
@@ -147,7 +149,7 @@ def config(family: str, preset: str = "spec", **fields) -> TrainingConfig:
     return FAMILIES[family](**{**PRESETS[preset][family], **_given(fields)})
 
 
-def ladder(family: str, **fields) -> list[tuple[str, TrainingConfig]]:
+def ladder(family: str, **fields) -> list[tuple[str, NFConfig | FMConfig]]:
     """``spec``, then each step of :data:`LADDERS` on top of the ones before it (the last is
     ``strong`` but for :data:`TRAINING`), as ``(label, config)`` pairs with ``fields`` (as
     in :func:`config`) on top of each."""

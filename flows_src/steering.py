@@ -27,8 +27,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from flows_src.flow_matching import VelocityField
+from flows_src.flow_matching import FlowMatching
 from flows_src.ode import Velocity, solve
+from flows_src.paths import LinearPath
 
 __all__ = ["ShootingResult", "shoot", "steered", "learn_embedding", "BonusResult",
            "bonus_attempts"]
@@ -107,7 +108,7 @@ def steered(velocity: Velocity, target: Tensor, start: float = 0.8,
     return velocity_
 
 
-def learn_embedding(model: VelocityField, target: Tensor, *, steps: int = 3000,
+def learn_embedding(model: FlowMatching, target: Tensor, *, steps: int = 3000,
                     batch: int = 256, lr: float = 1e-2,
                     generator: torch.Generator | None = None) -> tuple[Tensor, list[float]]:
     r"""A class embedding, ``(1, embed_dim)``, under which ``model`` samples ``target``.
@@ -124,7 +125,7 @@ def learn_embedding(model: VelocityField, target: Tensor, *, steps: int = 3000,
     conditioning input only.
 
     Arguments:
-        model: a class-conditional :class:`~flows_src.flow_matching.VelocityField`.
+        model: a class-conditional :class:`~flows_src.flow_matching.FlowMatching`.
         target: the point, ``(1, 2)``.
         steps, batch, lr: Adam steps, points per step, learning rate.
         generator: for the noise and times (default: torch's global generator).
@@ -132,9 +133,9 @@ def learn_embedding(model: VelocityField, target: Tensor, *, steps: int = 3000,
     Returns:
         The embedding (detached) and the loss of every step.
     """
-    if model.embedding is None:
+    if model.net.embedding is None:
         raise ValueError("learn_embedding needs a class-conditional model (n_classes set)")
-    embedding = model.embedding.weight.detach().mean(0, keepdim=True).clone()
+    embedding = model.net.embedding.weight.detach().mean(0, keepdim=True).clone()
     embedding.requires_grad_(True)
     optimizer = torch.optim.Adam([embedding], lr=lr)
     velocity = model.as_velocity(embedding=embedding)
@@ -147,8 +148,8 @@ def learn_embedding(model: VelocityField, target: Tensor, *, steps: int = 3000,
             for _ in range(steps):
                 x_0 = torch.randn(batch, target.shape[1], generator=generator)
                 t = torch.rand(batch, generator=generator)
-                x_t = t[:, None] * target + (1 - t[:, None]) * x_0
-                loss = (velocity(x_t, t) - (target - x_0)).square().sum(1).mean()
+                path = LinearPath().sample(x_0, target, t)
+                loss = (velocity(path.x_t, t) - path.dx_t).square().sum(1).mean()
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -199,7 +200,7 @@ class BonusResult:
     draws_ends: Tensor
 
 
-def bonus_attempts(model: VelocityField, target: Tensor, *, c: int, dt: float,
+def bonus_attempts(model: FlowMatching, target: Tensor, *, c: int, dt: float,
                    n_draws: int, generator: torch.Generator, steps: int = 3000
                    ) -> BonusResult:
     """The exercise's bonus, every attempt in order: the conditional ``model`` with class

@@ -36,7 +36,7 @@ import torch
 from create_data import create_unconditional_olympic_rings
 from flows_src import experiments, metrics, path_metrics, plotting, presets, rings, training_plots
 from flows_src.config import FMConfig
-from flows_src.flow_matching import VelocityField
+from flows_src.flow_matching import FlowMatching
 from flows_src.ode import METHODS, log_prob, nfe_sweep
 from flows_src.parameters import check_parameters
 from flows_src.runs import read_json, run_dir, studies_dir, write_json
@@ -112,8 +112,7 @@ for ax, (family, preset) in zip(axes, unconditional):
     m = runs[family, preset][0]
     generator = torch.Generator().manual_seed(seed + 300)
     with torch.no_grad():
-        shown = (m.sample(n_show, generator) if family == "nf" else
-                 m.sample(n_show, generator=generator).y)
+        shown = m.sample(n_show, generator)
     plotting.bands(ax, standardizer)
     plotting.points(ax, shown, s=1, title=f"{SHORT[family]} {preset}: in-band "
                     f"{metrics.in_band_fraction(shown, standardizer):.3f}")
@@ -124,14 +123,9 @@ plotting.finish(fig, out / "beyond_samples.png")
 # %%
 grids = {}
 for family, preset in unconditional:
-    m = runs[family, preset][0]
-    if family == "nf":
-        with torch.no_grad():
-            grids[family, preset] = metrics.log_prob_grid(m.log_prob, xlim, ylim,
-                                                          grid_resolution)
-    else:
-        grids[family, preset] = metrics.log_prob_grid(
-            lambda p, m=m: m.log_prob(p, dt=0.02), xlim, ylim, grid_resolution)
+    m = runs[family, preset][0].with_sampler(nll_dt=0.02)  # a solver's step, where it has one
+    with torch.no_grad():
+        grids[family, preset] = metrics.log_prob_grid(m.log_prob, xlim, ylim, grid_resolution)
 top = max(grid.max() for _, _, grid in grids.values())  # one colour scale for every map
 fig, axes = plotting.panels(len(grids), cols=3, size=2.1, height=2.2)
 for ax, ((family, preset), (xs, ys, grid)) in zip(axes, grids.items()):
@@ -338,7 +332,7 @@ print(metrics.format_table(nll_rows, ["solver", "dt", "NFE", f"NLL of {len(x_nll
 ot_config = FMConfig(n_points=n_points, n_val=n_val, epochs=ot_epochs, batch_size=batch_size,
                      seed=seed, compile=compile_model, coupling="ot")
 torch.manual_seed(seed)
-ot_model = VelocityField(ot_config)
+ot_model = FlowMatching(ot_config)
 ot_history = train_or_load(ot_model, (x_train,), ot_config, checkpoint=out / "ot_model.pt",
                            force=force, validate=validation(x_val))
 ot_model.eval()
@@ -351,10 +345,10 @@ latents = torch.as_tensor(rings.spread_latents(10), dtype=torch.float32)
 fig, axes = plotting.panels(2, size=3.1)
 straight = {}
 for ax, (name, m) in zip(axes, models.items()):
-    path = m.sample_from(latents, return_intermediates=True)
+    path = m.trajectory(latents)
     plotting.bands(ax, standardizer)
     plotting.trajectories(ax, path.states[::10], path.times[::10], title=name)
-    paths = m.sample_from(x_0[:1000], return_intermediates=True)
+    paths = m.trajectory(x_0[:1000])
     straight[name] = {"path_length_ratio": path_metrics.path_length_ratio(paths.states),
                       "straightness": path_metrics.straightness(paths.states, paths.times)}
 plotting.time_colorbar(fig, axes)

@@ -7,7 +7,7 @@ import torch
 from create_data import create_unconditional_olympic_rings
 from flows_src import experiments, presets, registry, rings
 from flows_src.config import FMConfig, NFConfig
-from flows_src.flow_matching import VelocityField
+from flows_src.flow_matching import FlowMatching
 from flows_src.normalizing_flow import NormalizingFlow
 from flows_src.runs import run_dir, write_json
 from flows_src.training import train
@@ -15,8 +15,8 @@ from flows_src.training import train
 
 def test_build_makes_the_family_of_its_config():
     assert isinstance(experiments.build(presets.config("nf")), NormalizingFlow)
-    assert isinstance(experiments.build(presets.config("fm")), VelocityField)
-    assert isinstance(experiments.build(presets.config("cfm")), VelocityField)
+    assert isinstance(experiments.build(presets.config("fm")), FlowMatching)
+    assert isinstance(experiments.build(presets.config("cfm")), FlowMatching)
     assert experiments.NOTEBOOKS == {f: registry.notebook_of(f) for f in presets.FAMILIES}
 
 
@@ -24,7 +24,7 @@ def test_load_run_rebuilds_the_saved_architecture(tmp_path):
     config = presets.config("fm", "strong", n_points=1024, n_val=64, epochs=1, seed=2)
     torch.manual_seed(0)
     trained = experiments.build(config)
-    assert isinstance(trained, VelocityField) and trained.config.hidden == config.hidden
+    assert isinstance(trained, FlowMatching) and trained.config.model.hidden == config.model.hidden
     out = run_dir("flow_matching", 2, tmp_path, "strong")
     train(trained, (torch.randn(1024, 2),), config, checkpoint=out / "model.pt",
           progress=False)
@@ -33,7 +33,7 @@ def test_load_run_rebuilds_the_saved_architecture(tmp_path):
     assert loaded.config == config and not loaded.training
     assert result == {"in_band": 0.5} and len(history.epochs) == 2
     y = torch.randn(4, 2)
-    torch.testing.assert_close(loaded(y, 0.5), trained.eval()(y, 0.5))
+    torch.testing.assert_close(loaded.net(y, 0.5), trained.eval().net(y, 0.5))
     with pytest.raises(FileNotFoundError, match="-p preset strong"):
         experiments.load_run("nf", 2, tmp_path, "strong")
 
@@ -42,7 +42,7 @@ def test_evaluate_scores_both_families_alike():
     points, standardizer = create_unconditional_olympic_rings(
         600, verbose=False, seed=0, return_standardizer=True)
     x_val = torch.as_tensor(points, dtype=torch.float32)
-    for model in (NormalizingFlow(NFConfig(n_couplings=2)), VelocityField(FMConfig(hidden=8))):
+    for model in (NormalizingFlow(NFConfig(n_couplings=2)), FlowMatching(FMConfig(hidden=8))):
         scores = experiments.evaluate(model.eval(), x_val, standardizer, n_samples=200,
                                       n_nll=50, steps=5)
         assert set(scores) == {"nll", "gap", "in_band"}

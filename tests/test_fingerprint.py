@@ -6,19 +6,21 @@ import pytest
 from flows_src import fingerprints
 from flows_src.config import FMConfig, NFConfig
 from flows_src.fingerprints import code_modules, fingerprint
-from flows_src.flow_matching import VelocityField
+from flows_src.flow_matching import FlowMatching
 from flows_src.normalizing_flow import NormalizingFlow
 
 MODELS = {"nf": (NormalizingFlow, NFConfig(n_couplings=2, hidden=4, n_linear=2)),
-          "fm": (VelocityField, FMConfig(hidden=8, n_linear=2))}
+          "fm": (FlowMatching, FMConfig(hidden=8, n_linear=2))}
 
 
 def test_the_code_is_every_module_the_model_and_its_training_import():
     nf = set(code_modules(NormalizingFlow(MODELS["nf"][1])))
-    fm = set(code_modules(VelocityField(MODELS["fm"][1])))
+    fm = set(code_modules(FlowMatching(MODELS["fm"][1])))
     shared = {"flows_src.training", "flows_src.history", "flows_src.rings", "flows_src.config"}
     assert shared | {"flows_src.normalizing_flow", "flows_src.couplings"} <= nf
-    assert shared | {"flows_src.flow_matching", "flows_src.ode", "flows_src.ot"} <= fm
+    assert shared | {"flows_src.flow_matching", "flows_src.velocity", "flows_src.fm_loss",
+                     "flows_src.paths", "flows_src.ot", "flows_src.sampler",
+                     "flows_src.ode"} <= fm
     assert "flows_src.plotting" not in nf | fm and "flows_src.presets" not in nf | fm
 
 
@@ -41,3 +43,16 @@ def test_documentation_never_changes_the_fingerprint_and_code_always_does(family
     for module in code_modules(model):
         assert edited(module, document) == before, module
         assert edited(module, lambda text: text + "\nEDITED = 1\n") != before, module
+
+
+def test_the_sampler_never_changes_the_fingerprint_and_training_always_does():
+    from flows_src import presets
+
+    config = presets.config("fm", "spec", hidden=8, n_linear=2)
+    model = FlowMatching(config)
+    same = [presets.config("fm", "spec", hidden=8, n_linear=2, dt=0.01),
+            presets.config("fm", "spec", hidden=8, n_linear=2, compile=True)]
+    other = [presets.config("fm", "spec", hidden=8, n_linear=2, lr=2e-3),
+             presets.config("fm", "spec", hidden=8, n_linear=2, time_power=2.0)]
+    assert all(fingerprint(model, c) == fingerprint(model, config) for c in same)
+    assert all(fingerprint(model, c) != fingerprint(model, config) for c in other)

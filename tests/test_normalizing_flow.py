@@ -151,11 +151,11 @@ def test_log_s_bound_caps_each_layers_scale_and_keeps_the_inverse_finite(
     with torch.no_grad():
         for params in trained_flow.couplings.per_layer():
             log_s, _ = trained_flow.couplings.log_s_and_b(far[:, 0], params)
-            assert log_s.abs().max() <= trained_flow.config.log_s_bound
+            assert log_s.abs().max() <= trained_flow.config.model.log_s_bound
         z, log_det = trained_flow.inverse_and_log_det(far)
     assert z.isfinite().all() and log_det.isfinite().all()
-    bound = trained_flow.config.log_s_bound
-    assert log_det.abs().max() <= bound * trained_flow.config.n_couplings
+    bound = trained_flow.config.model.log_s_bound
+    assert log_det.abs().max() <= bound * trained_flow.config.model.n_couplings
     # inside the data's range the clamp is nearly the identity: B tanh(r/B) = r - r^3/3B^2
     r = torch.linspace(-1, 1, 11, dtype=torch.float64)
     assert (bound * torch.tanh(r / bound) - r).abs().max() < 1 / (3 * bound**2) + 1e-12
@@ -248,7 +248,7 @@ def hidden_mean_squares(flow: NormalizingFlow, x: torch.Tensor) -> torch.Tensor:
     h, squares = x[:, 0].expand(2, 1, -1), []
     for i, (weight, bias) in enumerate(zip(weights[:-1], biases[:-1])):
         if i:
-            h = nn.functional.leaky_relu(h, flow.config.negative_slope)
+            h = nn.functional.leaky_relu(h, flow.config.model.negative_slope)
         h = torch.baddbmm(bias, weight, h)
         squares.append(h.square().mean())
     return torch.stack(squares)

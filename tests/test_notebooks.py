@@ -98,7 +98,7 @@ def test_a_preset_run_has_its_own_folder(name, papermill_runs):
     assert (strong / f"{name}.ipynb").is_file() and (strong / "metrics.json").is_file()
     spec_config = json.loads((spec / "metrics.json").read_text())["config"]
     strong_config = json.loads((strong / "metrics.json").read_text())["config"]
-    assert strong_config["hidden"] > spec_config["hidden"]
+    assert strong_config["model"]["hidden"] > spec_config["model"]["hidden"]
 
 
 @pytest.mark.parametrize("name", ORDER)

@@ -2,7 +2,6 @@
 model's config, or by flows_src.parameters in the notebook's first code cell."""
 
 import ast
-import dataclasses
 
 import pytest
 from conftest import ROOT
@@ -21,8 +20,7 @@ def test_every_parameter_is_checked_by_the_config_or_by_the_notebook(name):
     source = (ROOT / "notebooks" / f"{name}.py").read_text()
     _, defaults = tool.parameters_cell(tool.jupytext.reads(source, fmt="py:percent"))
     family = registry.family_of(name)
-    fields = ({f.name for f in dataclasses.fields(presets.FAMILIES[family])}
-              if family else set())
+    fields = set(presets.FAMILIES[family].field_names()) if family else set()
     calls = [node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)
              and getattr(node.func, "id", None) == "check_parameters"]
     assert len(calls) == 1, "the first code cell checks the parameters once"

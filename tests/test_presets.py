@@ -65,10 +65,23 @@ def test_each_ladder_ends_at_its_strong_preset(family):
 @pytest.mark.parametrize("family", ["nf", "fm", "cfm"])
 def test_strong_is_bigger_and_conditional_stays_conditional(family):
     spec, strong = presets.config(family), presets.config(family, "strong")
-    assert strong.hidden > spec.hidden
+    assert strong.model.hidden > spec.model.hidden
     assert strong.n_points == spec.n_points and strong.n_val == spec.n_val
     if family == "cfm":
-        assert strong.n_classes == spec.n_classes == 5
+        assert strong.model.n_classes == spec.model.n_classes == 5
+
+
+def test_a_preset_s_flat_fields_land_in_their_parts():
+    config = presets.config("cfm", "strong", dt=0.01)
+    fields = presets.PRESETS["strong"]["cfm"]
+    assert config.model == FMConfig().model.__class__(
+        hidden=fields["hidden"], time_features=fields["time_features"], n_classes=5)
+    assert config.objective.time_power == fields["time_power"] and config.sampler.dt == 0.01
+    assert (config.training.batch_size, config.training.lr, config.training.epochs) == (
+        fields["batch_size"], fields["lr"], fields["epochs"])
+    assert set(FMConfig.field_names()) >= {"hidden", "coupling", "epochs", "dt"}
+    with pytest.raises(ValueError, match="^NFConfig has no field"):
+        presets.config("nf", dt=0.01)
 
 
 def test_targets_are_checked_in_their_direction():

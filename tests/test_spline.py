@@ -176,7 +176,8 @@ def test_config_names_the_field_and_its_range(field: str, value: object, message
 
 def test_the_spline_preset_builds_a_spline_flow():
     config = presets.config("nf", "spline")
-    assert (config.transform, config.bins, config.n_couplings) == ("spline", 16, 6)
+    model = config.model
+    assert (model.transform, model.bins, model.n_couplings) == ("spline", 16, 6)
     torch.manual_seed(0)
     flow = NormalizingFlow(dataclasses.replace(config, hidden=8))
     assert isinstance(flow.couplings, SplineStack) and len(flow.couplings) == 6

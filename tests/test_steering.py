@@ -6,7 +6,7 @@ import torch
 
 from create_data import create_olympic_rings
 from flows_src.config import FMConfig
-from flows_src.flow_matching import VelocityField
+from flows_src.flow_matching import FlowMatching
 from flows_src.ode import solve
 from flows_src.steering import learn_embedding, shoot, steered
 from flows_src.training import train
@@ -61,15 +61,16 @@ def test_bonus_reaches_4_5_with_a_small_trained_conditional_model():
     config = FMConfig(n_points=4000, epochs=3, batch_size=64, hidden=32, n_linear=4,
                       n_classes=5, lr=3e-3)
     torch.manual_seed(0)
-    model = VelocityField(config)
+    model = FlowMatching(config)
     train(model, (x, c), config, progress=False)
     target = torch.tensor([[4.0, 5.0]])
     velocity = model.as_velocity(2, 1)
     result = shoot(velocity, target, dt=0.01)
     assert (result.x_1 - target).norm() < 1e-2
-    assert (model.sample_from(result.x_0, c=2, dt=0.01).y - target).norm() < 1e-2
+    model = model.with_sampler(dt=0.01)
+    assert (model.solve(result.x_0, c=2).y - target).norm() < 1e-2
     # the trained model itself never goes there: its nearest sample is far away
-    many = model.sample(2000, c=2, dt=0.01, generator=torch.Generator().manual_seed(1)).y
+    many = model.sample(2000, torch.Generator().manual_seed(1), c=2)
     assert (many - target).norm(dim=1).min() > 1.0
 
 
@@ -77,7 +78,7 @@ def test_a_new_class_embedding_is_learned_with_the_network_frozen():
     points, labels, _ = create_olympic_rings(8000, verbose=False, seed=0)
     config = FMConfig(n_points=8000, epochs=4, n_classes=5, lr=3e-3)  # the exercise's net
     torch.manual_seed(0)
-    model = VelocityField(config)
+    model = FlowMatching(config)
     train(model, (torch.as_tensor(points, dtype=torch.float32), torch.as_tensor(labels)),
           config, progress=False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -87,7 +88,7 @@ def test_a_new_class_embedding_is_learned_with_the_network_frozen():
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), f"{key} changed: the network must stay frozen"
     assert all(p.requires_grad for p in model.parameters())
-    assert embedding.shape == (1, config.embed_dim)
+    assert embedding.shape == (1, config.model.embed_dim)
     assert sum(losses[-50:]) < 0.5 * sum(losses[:50])
     # ordinary draws sampled with the new class land far nearer the target than any class's
     x_0 = torch.randn(500, 2, generator=torch.Generator().manual_seed(1))
@@ -96,4 +97,4 @@ def test_a_new_class_embedding_is_learned_with_the_network_frozen():
               for k in range(5))
     assert (new - target).norm(dim=1).median() < 0.5 * old
     with pytest.raises(ValueError, match="shape"):
-        model.as_velocity(embedding=torch.zeros(2, config.embed_dim))
+        model.as_velocity(embedding=torch.zeros(2, config.model.embed_dim))

@@ -26,7 +26,7 @@ def test_two_workers_share_one_local_storage_and_the_report_marks_the_front(tmp_
     per_worker = {}
     for t in trials:
         per_worker.setdefault(t.user_attrs["worker"], []).append(t.number)
-        assert t.user_attrs["epochs"] == 1 and t.user_attrs["config"]["epochs"] == 1
+        assert t.user_attrs["epochs"] == 1 and t.user_attrs["config"]["training"]["epochs"] == 1
         assert t.values[1] == t.user_attrs["train_seconds"] > 0
         assert t.values[0] == pytest.approx(1 - t.user_attrs["in_band"] + t.user_attrs["gap"])
     assert sorted(map(len, per_worker.values())) == [2, 2]  # two processes, two trials each

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
-import dataclasses
 import fcntl
 import io
 import json
@@ -151,8 +150,7 @@ def check(name: str, values: dict[str, object]) -> None:
     from flows_src import presets  # imports torch: only when a run is asked for
 
     family = registry.family_of(name)
-    fields = ({f.name for f in dataclasses.fields(presets.FAMILIES[family])}
-              if family is not None else set())
+    fields = set(presets.FAMILIES[family].field_names()) if family is not None else set()
     try:
         # a model notebook's config checks its own fields (None there: the preset's value)
         check_parameters(**{k: v for k, v in values.items() if k in RANGES and k not in fields})

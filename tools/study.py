@@ -96,7 +96,7 @@ class Study:
 
     def missing_fields(self) -> list[str]:
         """Config fields the study sets that the family's config class does not have (yet)."""
-        names = {f.name for f in dataclasses.fields(presets.FAMILIES[self.family])}
+        names = set(presets.FAMILIES[self.family].field_names())
         return sorted((set(self.fixed) | set(self.space)) - names - {SHARE})
 
 
@@ -244,7 +244,7 @@ def score(family: str, model, val: tuple, standardizer, seed: int, n_eval: int,
     x_val = val[0]
     if family == "cfm":
         classes = torch.arange(5).repeat_interleave(max(1, n_eval // 5))
-        samples = model.sample(len(classes), c=classes, generator=generator).y
+        samples = model.sample(len(classes), generator, c=classes)
         _, accuracy = metrics.conditional_accuracy(samples, classes, standardizer)
         return {"accuracy": accuracy,
                 "in_band": metrics.in_band_fraction(samples, standardizer)}
@@ -253,8 +253,8 @@ def score(family: str, model, val: tuple, standardizer, seed: int, n_eval: int,
             samples = model.sample(n_eval, generator)
             nll = metrics.nll(model.log_prob, x_val)
     else:
-        samples = model.sample(n_eval, generator=generator).y
-        nll = metrics.nll(lambda v: model.log_prob(v, dt=nll_dt), x_val[:n_nll], chunk=1000)
+        samples = model.sample(n_eval, generator)
+        nll = metrics.nll(model.with_sampler(nll_dt=nll_dt).log_prob, x_val[:n_nll], chunk=1000)
     result = metrics.quality(samples, x_val, standardizer, nll)
     return {"nll": result["nll"], "gap": result["gap"], "in_band": result["in_band"]}
 

@@ -1,0 +1,105 @@
+"""The velocity network: its architecture (Sec. 4.3), time and class inputs, bad classes."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from flows_src.density import DIM
+from flows_src.velocity import VelocityNet
+
+SMALL = {"hidden": 16, "n_linear": 3}
+CONDITIONAL = {"hidden": 16, "n_linear": 3, "n_classes": 5, "embed_dim": 4}
+
+
+def net(seed: int = 0, **fields) -> VelocityNet:
+    torch.manual_seed(seed)
+    return VelocityNet(**(fields or SMALL))
+
+
+def test_default_architecture_is_the_exercise():
+    default = VelocityNet()
+    linears = [m for m in default.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [
+        (3, 64), (64, 64), (64, 64), (64, 64), (64, 2)
+    ]
+    assert sum(isinstance(m, nn.LeakyReLU) for m in default.modules()) == 4
+    assert default.embedding is None
+
+
+def test_conditional_first_layer_mixes_point_time_and_class():
+    conditional = net(**CONDITIONAL)
+    assert conditional.embedding.num_embeddings == 5 and conditional.embedding.embedding_dim == 4
+    assert conditional.net[0].in_features == DIM + 1 + 4
+
+
+@pytest.mark.parametrize("t", [0.3, torch.tensor(0.3), torch.full((6,), 0.3)])
+def test_forward_shape_and_time_broadcast(t):
+    v_net = net()
+    x_t = torch.randn(6, 2)
+    v = v_net(x_t, t)
+    assert v.shape == (6, 2)
+    torch.testing.assert_close(v, v_net(x_t, torch.full((6,), 0.3)))
+
+
+def test_time_is_an_input():
+    v_net = net()
+    x_t = torch.randn(6, 2)
+    assert not torch.allclose(v_net(x_t, 0.1), v_net(x_t, 0.9))
+
+
+def test_conditional_output_depends_on_the_class():
+    v_net = net(**CONDITIONAL)
+    x_t, t = torch.randn(6, 2), torch.rand(6)
+    v = [v_net(x_t, t, torch.full((6,), k)) for k in range(5)]
+    for a in range(5):
+        for b in range(a + 1, 5):
+            assert (v[a] - v[b]).abs().max() > 1e-3
+    torch.testing.assert_close(v_net(x_t, t, 3), v[3])
+
+
+@pytest.mark.parametrize("c", [5, -1, torch.tensor([0, 1, 5]), torch.tensor([-1, 0, 0])])
+def test_unknown_class_is_one_line_value_error(c):
+    with pytest.raises(ValueError, match=r"^c must be class labels in \[0, 4\], got -?\d+$"):
+        net(**CONDITIONAL)(torch.zeros(3, 2), 0.5, c)
+
+
+def test_missing_or_unexpected_class_is_value_error():
+    with pytest.raises(ValueError, match=r"^c is required.*\[0, 4\]"):
+        net(**CONDITIONAL)(torch.zeros(3, 2), 0.5)
+    with pytest.raises(ValueError, match=r"^c must be None"):
+        net()(torch.zeros(3, 2), 0.5, torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"^c must be integer"):
+        net(**CONDITIONAL)(torch.zeros(3, 2), 0.5, torch.zeros(3))
+    with pytest.raises(ValueError, match=r"^c must have shape \(3,\)"):
+        net(**CONDITIONAL)(torch.zeros(3, 2), 0.5, torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"^c must have shape \(n,\)"):
+        net(**CONDITIONAL).as_velocity(torch.zeros(3, 1, dtype=torch.long))
+
+
+def test_as_velocity_is_the_network_for_one_class():
+    v_net = net(**CONDITIONAL)
+    x_t, t = torch.randn(4, 2), torch.rand(4)
+    torch.testing.assert_close(v_net.as_velocity(1)(x_t, t), v_net(x_t, t, 1))
+    embedding = v_net.embedding.weight[1:2]
+    torch.testing.assert_close(v_net.as_velocity(embedding=embedding)(x_t, t), v_net(x_t, t, 1))
+    with pytest.raises(ValueError, match=r"^embedding must have shape \(1, 4\)"):
+        v_net.as_velocity(embedding=torch.zeros(2, 4))
+
+
+@pytest.mark.parametrize("fields", [SMALL, CONDITIONAL], ids=["unconditional", "conditional"])
+def test_time_features_widen_the_first_layer_and_keep_checkpoints_plain(fields):
+    v_net = net(**fields, time_features=3)
+    first = v_net.net[0]
+    conditional = "n_classes" in fields
+    assert first.in_features == 2 + 1 + 6 + (fields["embed_dim"] if conditional else 0)
+    x_t, c = torch.randn(5, 2), (torch.arange(5) if conditional else None)
+    # the features are sin/cos of pi j t: their values at t = 0.3 feed the first layer
+    angles = 0.3 * math.pi * torch.arange(1, 4)
+    inputs = [x_t, torch.full((5, 1), 0.3), angles.sin().expand(5, 3), angles.cos().expand(5, 3)]
+    if c is not None:
+        inputs.append(v_net.embedding(c))
+    torch.testing.assert_close(v_net(x_t, 0.3, c), v_net.net(torch.cat(inputs, 1)))
+    # the frequencies are not weights: a checkpoint holds the same keys as without them
+    assert set(v_net.state_dict()) == set(net(**fields).state_dict())
