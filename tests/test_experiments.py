@@ -56,7 +56,8 @@ def test_describe_names_every_setting_that_differs_from_the_exercise():
 
     assert text("nf").endswith("Every other setting is the exercise's.")
     assert "Settings that differ from the exercise's:" in text("fm", "strong")
-    assert "hidden width 256 (exercise: 64)" in text("fm", "strong")
+    hidden = presets.PRESETS["strong"]["fm"]["hidden"]
+    assert f"hidden width {hidden} (exercise: 64)" in text("fm", "strong")
     assert "gradient-norm clip 100 (exercise: none)" in text("nf", "strong")
     assert "_" not in text("nf", "strong").split("differ")[1]  # words, not field names
     assert "rational-quadratic spline" in text("nf", "spline")
