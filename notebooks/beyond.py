@@ -401,7 +401,10 @@ write_json(out / "metrics.json", {
 # library within a wall-clock budget and is scored as the model notebooks score: the
 # shortfall from a perfect model, $1 - \text{in-band} + \text{gap}$ (for the conditional
 # model $1 - \text{accuracy}$), against the training seconds. The front of best trade-offs
-# is drawn as a line, and this seed's preset runs as stars.
+# is drawn as a line, and this seed's preset runs as stars. The strong flow-matching presets
+# are the best trials of the `fm` and `cfm` studies, trained a little shorter to stay within
+# the budget beside another notebook (`presets.TRAINING` names the trials); each study's
+# first trials are its candidates, the preset it started from among them.
 
 # %%
 studies = {path.parent.name: read_json(path) for path in
