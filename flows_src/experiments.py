@@ -25,15 +25,20 @@ from flows_src.runs import load_torch, run_file, run_metrics
 from flows_src.sampler import ODESampler
 from flows_src.training import load_checkpoint
 
-__all__ = ["NOTEBOOKS", "build", "load_run", "evaluate", "describe"]
+__all__ = ["NOTEBOOKS", "MODELS", "build", "load_run", "evaluate", "describe"]
 
 #: The notebook that trains each family (the table of notebooks: :mod:`flows_src.registry`).
 NOTEBOOKS = {nb.family: nb.name for nb in registry.NOTEBOOKS if nb.family is not None}
 
 
+#: The model class of each config class: a new family adds its pair here, its config class
+#: to :data:`flows_src.presets.FAMILIES` and its notebook to :mod:`flows_src.registry`.
+MODELS: dict[type, type[DensityModel]] = {NFConfig: NormalizingFlow, FMConfig: FlowMatching}
+
+
 def build(config: NFConfig | FMConfig) -> NormalizingFlow | FlowMatching:
     """An untrained model of ``config``'s family."""
-    return NormalizingFlow(config) if isinstance(config, NFConfig) else FlowMatching(config)
+    return MODELS[type(config)](config)
 
 
 def load_run(family: str, seed: int, runs_root: str | os.PathLike = "runs",
