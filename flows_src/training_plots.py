@@ -27,11 +27,7 @@ def epoch_curves(ax: Axes, epochs: list[dict[str, float]], series: dict[str, str
         ax.axhline(floor, color="k", ls="--", lw=0.8, label=floor_label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("nats per point")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    if title:
-        ax.set_title(title)
-    return ax
+    return _finish(ax, title)
 
 
 def loss_per_epoch(ax: Axes, runs: dict[str, list[dict[str, float]]], *, key: str = "loss",
@@ -43,11 +39,7 @@ def loss_per_epoch(ax: Axes, runs: dict[str, list[dict[str, float]]], *, key: st
         ax.plot([e["epoch"] for e in trained], [e[key] for e in trained], "o-", ms=2,
                 label=label)
     ax.set(xlabel="epoch", ylabel=f"held-out {key}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    if title:
-        ax.set_title(title)
-    return ax
+    return _finish(ax, title)
 
 
 def batch_losses(ax: Axes, losses: list[float] | np.ndarray, *, window: int = 200,
@@ -64,11 +56,7 @@ def batch_losses(ax: Axes, losses: list[float] | np.ndarray, *, window: int = 20
             ax.axvline(k, color="0.85", lw=0.5, zorder=0)
     ax.set_xlabel("training batch")
     ax.set_ylabel("loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    if title:
-        ax.set_title(title)
-    return ax
+    return _finish(ax, title)
 
 
 def study_front(ax: Axes, rows: list[dict], *, title: str | None = None) -> Axes:
@@ -84,6 +72,15 @@ def study_front(ax: Axes, rows: list[dict], *, title: str | None = None) -> Axes
             label="best trade-offs")
     ax.set(xlabel="training seconds", ylabel="shortfall (0 = perfect)")
     ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def _finish(ax: Axes, title: str | None) -> Axes:
+    """A light grid, the legend and the title (if any) of a training plot."""
+    ax.grid(alpha=0.3)
+    ax.legend()
     if title:
         ax.set_title(title)
     return ax
