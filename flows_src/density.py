@@ -18,7 +18,6 @@ held-out point) or an ODE solve. Like zuko's flows sharing one ``Distribution`` 
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
@@ -26,7 +25,9 @@ from typing import ClassVar, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DIM", "Trajectory", "DensityModel", "check_count", "points", "standard_normal"]
+from flows_src.rings import check_n_points
+
+__all__ = ["DIM", "Trajectory", "DensityModel", "points", "standard_normal"]
 
 DIM = 2
 """The points are 2D."""
@@ -68,13 +69,6 @@ class DensityModel(Protocol):
     def with_sampler(self, sampler: object = None, **changes) -> DensityModel: ...
 
 
-def check_count(n: object) -> int:
-    """``n`` as an int, or a one-line error unless it is an integer >= 1."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
-    return int(n)
-
-
 def points(x: object, name: str, model: nn.Module) -> Tensor:
     """``x`` as a ``(n, 2)`` tensor in ``model``'s weights' dtype, or a one-line error. A
     float64 input is computed in the weights' dtype (float32 unless the model was cast)."""
@@ -92,5 +86,6 @@ def standard_normal(n: object, generator: torch.Generator | None, like: Tensor) 
     its device; drawn on the generator's device (so a seeded CPU generator gives the same
     points on any device)."""
     device = generator.device if generator is not None else like.device
-    z = torch.randn(check_count(n), DIM, generator=generator, device=device, dtype=like.dtype)
+    z = torch.randn(check_n_points(n, "n"), DIM, generator=generator, device=device,
+                    dtype=like.dtype)
     return z.to(like.device)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,9 +99,10 @@ def as_generator(seed: int | np.random.Generator | None) -> np.random.Generator:
 
 
 def check_n_points(n_points: object, name: str = "n_points") -> int:
-    """Return ``n_points`` as an int, or stop with a one-line error naming the range."""
-    if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or n_points < 1:
-        raise ValueError(f"{name} must be a positive integer, got {n_points!r}")
+    """Return ``n_points`` as an int, or stop with a one-line error naming the range (a count
+    of points anywhere in the package: data, samples)."""
+    if isinstance(n_points, bool) or not isinstance(n_points, numbers.Integral) or n_points < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {n_points!r}")
     return int(n_points)
 
 
