@@ -94,7 +94,8 @@ def targets(runs_root: Path, seeds: list[int]) -> list[dict]:
         for measure, sense, bound in checks:
             values = [None if r is None else getattr(r, measure) for r in records]
             met = [None if v is None else presets.meets(v, sense, bound) for v in values]
-            rows.append({"notebook": notebook, "preset": preset,
+            rows.append({"notebook": notebook, "preset": preset, "measure": measure,
+                         "bound": bound,
                          "metric": f"{preset} {family.upper()} {measure} {sense} {bound:g}",
                          "values": values, "met": met})
     return rows
@@ -106,7 +107,7 @@ def targets_markdown(rows: list[dict], seeds: list[int]) -> str:
     head = ["target", *(f"seed {s}" for s in seeds), "mean ± std", "met on"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        budget = float(row["metric"].rsplit(" ", 1)[1]) if "seconds" in row["metric"] else None
+        budget = row["bound"] if row["measure"] == "train_seconds" else None
         cells = ["—" if v is None else f"{v:.4g} {'yes' if m else 'NO'}"
                  + ("" if budget is None else f" ({v / budget:.0%})")
                  for v, m in zip(row["values"], row["met"])]
