@@ -24,7 +24,7 @@ from torch import Tensor
 
 from flows_src.ot import ot_pairing
 
-__all__ = ["PathSample", "LinearPath", "sample_path", "time_law", "IndependentCoupling",
+__all__ = ["PathSample", "LinearPath", "time_law", "IndependentCoupling",
            "OTCoupling", "ot_coupled_noise"]
 
 
@@ -64,30 +64,6 @@ class LinearPath:
         """The path's points at times ``t`` ``(n,)`` for the pairs ``x_0, x_1`` ``(n, d)``."""
         x_t = t[:, None] * x_1 + (1 - t[:, None]) * x_0
         return PathSample(x_0=x_0, x_1=x_1, t=t, x_t=x_t, dx_t=x_1 - x_0)
-
-
-def sample_path(
-    x_1: Tensor,
-    *,
-    x_0: Tensor | None = None,
-    t: Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> PathSample:
-    r"""Draw :math:`x_0 \sim \mathcal{N}(0, I)` and :math:`t \sim \mathcal{U}[0, 1]` (``x_0``
-    first, from ``generator`` or torch's global one) and place each point of ``x_1``
-    ``(n, d)`` on :class:`LinearPath` (Alg. 1); ``x_0`` ``(n, d)`` and ``t`` ``(n,)`` given are
-    used instead of draws.
-
-    Example:
-        >>> path = sample_path(torch.zeros(4, 2), t=torch.ones(4))
-        >>> bool((path.x_t == path.x_1).all())
-        True
-    """
-    if x_0 is None:
-        x_0 = torch.randn(x_1.shape, generator=generator, dtype=x_1.dtype, device=x_1.device)
-    if t is None:
-        t = torch.rand(x_1.shape[0], generator=generator, dtype=x_1.dtype, device=x_1.device)
-    return LinearPath().sample(x_0, x_1, t)
 
 
 def time_law(u: Tensor, power: float = 1.0) -> Tensor:

@@ -11,7 +11,6 @@ from flows_src.paths import (
     LinearPath,
     OTCoupling,
     ot_coupled_noise,
-    sample_path,
     time_law,
 )
 
@@ -25,22 +24,19 @@ def ring(n: int, generator: torch.Generator) -> torch.Tensor:
 def test_path_endpoints_and_target():
     x_1, x_0 = torch.randn(5, 2), torch.randn(5, 2)
     at_0 = LinearPath().sample(x_0, x_1, torch.zeros(5))
-    at_1 = sample_path(x_1, x_0=x_0, t=torch.ones(5))
+    at_1 = LinearPath().sample(x_0, x_1, torch.ones(5))
     assert torch.equal(at_0.x_t, x_0) and torch.equal(at_1.x_t, x_1)
     assert torch.equal(at_0.dx_t, x_1 - x_0)
 
 
-def test_path_draws():
-    x_1 = torch.randn(20_000, 2)
-    path = sample_path(x_1, generator=torch.Generator().manual_seed(0))
-    assert path.t.shape == (20_000,) and path.x_0.shape == (20_000, 2)
-    assert 0 <= path.t.min() and path.t.max() <= 1
-    assert path.t.mean().item() == pytest.approx(0.5, abs=0.01)
-    assert path.x_0.mean().abs().max() < 0.03 and (path.x_0.std(0) - 1).abs().max() < 0.03
-    t = path.t[:, None]
-    torch.testing.assert_close(path.x_t, t * x_1 + (1 - t) * path.x_0)
+def test_path_points_and_their_velocity():
+    generator = torch.Generator().manual_seed(0)
+    x_1, x_0 = torch.randn(1000, 2, generator=generator), torch.randn(1000, 2, generator=generator)
+    t = torch.rand(1000, generator=generator)
+    path = LinearPath().sample(x_0, x_1, t)
+    torch.testing.assert_close(path.x_t, t[:, None] * x_1 + (1 - t[:, None]) * x_0)
     # The velocity of Eq. 15 is the time derivative of Eq. 14.
-    later = sample_path(x_1, x_0=path.x_0, t=path.t + 1e-3)
+    later = LinearPath().sample(x_0, x_1, t + 1e-3)
     torch.testing.assert_close((later.x_t - path.x_t) / 1e-3, path.dx_t, rtol=0, atol=1e-3)
 
 
