@@ -160,7 +160,7 @@ plotting.finish(fig, out / "beyond_log_density.png")
 
 ladder_rows, ladder_metrics = [], {}
 for family in ("nf", "fm"):
-    for step, (label, step_config) in enumerate(presets.ladder(
+    for step, (label, step_config) in enumerate(experiments.ladder(
             family, n_points=n_points, n_val=n_val, epochs=ladder_epochs, seed=seed,
             compile=compile_model)):
         torch.manual_seed(seed)

@@ -66,7 +66,6 @@ from flows_src import (
     metrics,
     path_metrics,
     plotting,
-    presets,
     rings,
     training_plots,
 )
@@ -77,8 +76,8 @@ from flows_src.training import train_or_load, validation
 
 plotting.use_print_style()
 
-config = presets.config("nf", preset, n_points=n_points, n_val=n_val, epochs=epochs,
-                        batch_size=batch_size, lr=lr, seed=seed, compile=compile_model)
+config = experiments.config("nf", preset, n_points=n_points, n_val=n_val, epochs=epochs,
+                           batch_size=batch_size, lr=lr, seed=seed, compile=compile_model)
 check_parameters(n_eval=n_eval, grid_resolution=grid_resolution)
 out = run_dir("normalizing_flow", seed, runs_root, preset)
 print(f"preset {preset!r}: {config}")

@@ -54,9 +54,11 @@ class Trajectory:
 
 @runtime_checkable
 class DensityModel(Protocol):
-    """What :mod:`flows_src.experiments`, the figures and the notebooks call on a model."""
+    """What :mod:`flows_src.experiments`, the figures and the notebooks call on a model. Its
+    class names the config class its constructor takes, ``config_class``."""
 
     exact_likelihood: ClassVar[bool]
+    config_class: ClassVar[type]
 
     def sample(self, n: int, generator: torch.Generator | None = None, *,
                c: Tensor | int | None = None) -> Tensor: ...

@@ -1,7 +1,8 @@
-"""Building, loading and evaluating a run: the model of a config, the model a notebook
-trained (from its run folder), its scores, and a reader's description of its config.
+"""The model families, and building, loading and evaluating a run: the config of a family
+under a preset, the model of a config, the model a notebook trained (from its run folder), its
+scores, and a reader's description of its config.
 
-The presets themselves (plain data, and the configs they make) are :mod:`flows_src.presets`.
+The presets themselves (plain data) are :mod:`flows_src.presets`.
 """
 
 from __future__ import annotations
@@ -19,26 +20,84 @@ from flows_src.density import DensityModel
 from flows_src.flow_matching import FlowMatching
 from flows_src.history import History
 from flows_src.normalizing_flow import NormalizingFlow
-from flows_src.presets import FAMILIES, PRESETS
+from flows_src.presets import LADDERS, PRESETS
 from flows_src.rings import Standardizer
 from flows_src.runs import load_torch, run_file, run_metrics
 from flows_src.sampler import ODESampler
 from flows_src.training import load_checkpoint
 
-__all__ = ["NOTEBOOKS", "MODELS", "build", "load_run", "evaluate", "describe"]
+__all__ = ["FAMILIES", "NOTEBOOKS", "config", "ladder", "build", "load_run", "evaluate",
+           "describe"]
+
+#: The model families, each by its model class, whose ``config_class`` is the family's config
+#: class (``"cfm"``: class-conditional flow matching). A new family is a row here and its
+#: notebook's row in :mod:`flows_src.registry`; it runs at its config class's defaults until
+#: :data:`flows_src.presets.PRESETS` names it.
+FAMILIES: dict[str, type[DensityModel]] = {"nf": NormalizingFlow, "fm": FlowMatching,
+                                           "cfm": FlowMatching}
 
 #: The notebook that trains each family (the table of notebooks: :mod:`flows_src.registry`).
 NOTEBOOKS = {nb.family: nb.name for nb in registry.NOTEBOOKS if nb.family is not None}
 
 
-#: The model class of each config class: a new family adds its pair here, its config class
-#: to :data:`flows_src.presets.FAMILIES` and its notebook to :mod:`flows_src.registry`.
-MODELS: dict[type, type[DensityModel]] = {NFConfig: NormalizingFlow, FMConfig: FlowMatching}
+def config(family: str, preset: str = "spec", **fields) -> NFConfig | FMConfig:
+    """The config of ``family`` under ``preset``, with ``fields`` on top.
+
+    A field given as ``None`` keeps the preset's value, so a notebook's parameters cell can
+    say ``epochs = None`` for "the preset's epochs"; every other value is taken as given and
+    checked by the config class (``epochs=0`` is an error, not a default). (So
+    ``max_grad_norm=None`` does not switch the strong flow's clip off:
+    ``dataclasses.replace`` the config for that.)
+
+    Example:
+        >>> config("nf", "spec", seed=3, epochs=None).epochs
+        20
+        >>> config("nf", "strong", epochs=3).epochs
+        3
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(map(repr, FAMILIES))}, "
+                         f"got {family!r}")
+    return FAMILIES[family].config_class(**{**_preset(family, preset), **_given(fields)})
+
+
+def ladder(family: str, **fields) -> list[tuple[str, NFConfig | FMConfig]]:
+    """``spec``, then each step of :data:`~flows_src.presets.LADDERS` on top of the ones
+    before it (the last is ``strong`` but for :data:`~flows_src.presets.TRAINING`), as
+    ``(label, config)`` pairs with ``fields`` (as in :func:`config`) on top of each; ``spec``
+    alone for a family without a ladder."""
+    steps = [("spec (the exercise)", config(family, "spec", **fields))]
+    config_class, changed = FAMILIES[family].config_class, dict(_preset(family, "spec"))
+    for label, step in LADDERS.get(family, []):
+        changed.update(step)
+        steps.append((f"+ {label}", config_class(**{**changed, **_given(fields)})))
+    return steps
+
+
+def _preset(family: str, preset: str) -> dict:
+    """The fields ``preset`` sets for ``family``: none under ``spec`` unless it names them."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}, "
+                         f"got {preset!r}")
+    if preset == "spec":
+        return PRESETS["spec"].get(family, {})
+    if family not in PRESETS[preset]:
+        has = ["spec", *(name for name in PRESETS if name != "spec" and family in PRESETS[name])]
+        raise ValueError(f"family {family!r} has no preset {preset!r}; its presets: "
+                         f"{', '.join(map(repr, has))}")
+    return PRESETS[preset][family]
+
+
+def _given(fields: dict) -> dict:
+    """``fields`` less those that keep the preset's value (``None``; never ``seed``)."""
+    return {key: value for key, value in fields.items() if key == "seed" or value is not None}
 
 
 def build(config: NFConfig | FMConfig) -> NormalizingFlow | FlowMatching:
-    """An untrained model of ``config``'s family."""
-    return MODELS[type(config)](config)
+    """An untrained model of ``config``'s family: the class of :data:`FAMILIES` whose
+    ``config_class`` ``config`` is."""
+    models = {model.config_class: model for model in FAMILIES.values()}
+    return models[type(config)](config)
 
 
 def load_run(family: str, seed: int, runs_root: str | os.PathLike = "runs",
@@ -49,7 +108,7 @@ def load_run(family: str, seed: int, runs_root: str | os.PathLike = "runs",
     A missing run stops with one line naming the notebook to run first.
     """
     path = run_file(NOTEBOOKS[family], seed, "model.pt", runs_root, preset)
-    model = build(config_from_dict(FAMILIES[family], load_torch(path)["config"]))
+    model = build(config_from_dict(FAMILIES[family].config_class, load_torch(path)["config"]))
     history, _ = load_checkpoint(model, path)
     return model.eval(), history, run_metrics(NOTEBOOKS[family], seed, runs_root, preset)
 
@@ -79,7 +138,7 @@ def describe(config: NFConfig | FMConfig) -> str:
     normalizing flow's log-scale included."""
     m = config.model
     family = "nf" if isinstance(config, NFConfig) else "cfm" if m.n_classes else "fm"
-    spec = type(config)(**PRESETS["spec"][family], seed=config.seed, compile=config.compile)
+    spec = type(config)(**_preset(family, "spec"), seed=config.seed, compile=config.compile)
     training = (f"Adam, learning rate {config.lr:g} with cosine annealing to 0, "
                 f"{config.n_points:,} training points, {config.epochs} epochs of batches of "
                 f"{config.batch_size}")

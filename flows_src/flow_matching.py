@@ -52,6 +52,7 @@ class FlowMatching(nn.Module):
     """
 
     exact_likelihood = False
+    config_class = FMConfig
 
     def __init__(self, config: FMConfig | None = None):
         super().__init__()

@@ -224,6 +224,7 @@ class NormalizingFlow(nn.Module):
     """
 
     exact_likelihood = True
+    config_class = NFConfig
 
     def __init__(self, config: NFConfig | None = None):
         super().__init__()

@@ -10,21 +10,16 @@ A notebook run with ``-p preset strong`` answers the same questions with the str
 into ``runs/<notebook>/strong/seed-<s>/``; ``-p preset spline`` (the normalizing flow only)
 with rational-quadratic spline couplings.
 
-Plain data and the configs it makes; building, loading and evaluating a run of a preset is
-:mod:`flows_src.experiments`.
+Plain data, per model family (``"cfm"``: class-conditional flow matching), and the check of
+a run against its targets. A preset names flat fields; the family's config class routes each
+to its part (model, objective, training, sampler: :mod:`flows_src.config`). The configs the
+presets make (:func:`flows_src.experiments.config` and :func:`~flows_src.experiments.ladder`),
+and building, loading and evaluating a run of one, are :mod:`flows_src.experiments`.
 """
 
 from __future__ import annotations
 
-from flows_src.config import FMConfig, NFConfig
-
-__all__ = ["FAMILIES", "PRESETS", "LADDERS", "TRAINING", "TARGETS", "config", "ladder",
-           "check_targets", "meets"]
-
-#: The model families and their config classes (``"cfm"``: class-conditional flow matching).
-#: A preset names flat fields; the config class routes each to its part (model, objective,
-#: training, sampler: :mod:`flows_src.config`).
-FAMILIES: dict[str, type[NFConfig | FMConfig]] = {"nf": NFConfig, "fm": FMConfig, "cfm": FMConfig}
+__all__ = ["PRESETS", "LADDERS", "TRAINING", "TARGETS", "check_targets", "meets"]
 
 #: The changes from ``spec`` to ``strong``, one step at a time, per family: (what the step
 #: changes, the fields it sets). Applied in order, every step keeps the ones before it.
@@ -71,15 +66,16 @@ TRAINING: dict[str, dict] = {
     "cfm": {"epochs": 85},
 }
 
-#: Each preset's fields per family, on top of the config classes' defaults (the exercise's).
-#: ``strong`` is every step of :data:`LADDERS` plus :data:`TRAINING` (a test keeps them
-#: equal). ``spline`` (the normalizing flow only) swaps the affine coupling for
-#: rational-quadratic spline couplings (:mod:`flows_src.spline`), after the neural spline
-#: flow that reached in-band 0.974 and gap 0.049 on this data in 300 s on one core (issue
-#: 17): 6 transforms of 16 bins on [-5, 5], two hidden layers of 128, batch 512, lr 2e-3
-#: (cosine), the gradient norm clipped at 100 (it never engaged). On seed 0 and one core,
-#: 32 epochs reached in-band 0.972 and gap 0.046, 36 epochs 0.979 and 0.041 in 223 s of
-#: training (about 20 s more with a cold compile cache).
+#: Each preset's fields per family, on top of the config classes' defaults (the exercise's);
+#: a family ``spec`` does not name runs at its config class's defaults, and has no other
+#: preset until one names it. ``strong`` is every step of :data:`LADDERS` plus
+#: :data:`TRAINING` (a test keeps them equal). ``spline`` (the normalizing flow only) swaps
+#: the affine coupling for rational-quadratic spline couplings (:mod:`flows_src.spline`),
+#: after the neural spline flow that reached in-band 0.974 and gap 0.049 on this data in
+#: 300 s on one core (issue 17): 6 transforms of 16 bins on [-5, 5], two hidden layers of
+#: 128, batch 512, lr 2e-3 (cosine), the gradient norm clipped at 100 (it never engaged). On
+#: seed 0 and one core, 32 epochs reached in-band 0.972 and gap 0.046, 36 epochs 0.979 and
+#: 0.041 in 223 s of training (about 20 s more with a cold compile cache).
 PRESETS: dict[str, dict[str, dict]] = {
     "spec": {"nf": {}, "fm": {}, "cfm": {"n_classes": 5}},
     "strong": {
@@ -126,43 +122,3 @@ def meets(value: float, sense: str, bound: float) -> bool:
     """Whether ``value`` meets the target ``sense bound`` (``">="`` or ``"<="``)."""
     return bool(value >= bound if sense == ">=" else value <= bound)
 
-
-def config(family: str, preset: str = "spec", **fields) -> NFConfig | FMConfig:
-    """The config of ``family`` under ``preset``, with ``fields`` on top.
-
-    A field given as ``None`` keeps the preset's value, so a notebook's parameters cell can
-    say ``epochs = None`` for "the preset's epochs"; every other value is taken as given and
-    checked by the config class (``epochs=0`` is an error, not a default). (So
-    ``max_grad_norm=None`` does not switch the strong flow's clip off:
-    ``dataclasses.replace`` the config for that.)
-
-    Example:
-        >>> config("nf", "spec", seed=3, epochs=None).epochs
-        20
-        >>> config("nf", "strong", epochs=3).epochs
-        3
-    """
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {', '.join(map(repr, FAMILIES))}, "
-                         f"got {family!r}")
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}, "
-                         f"got {preset!r}")
-    return FAMILIES[family](**{**PRESETS[preset][family], **_given(fields)})
-
-
-def ladder(family: str, **fields) -> list[tuple[str, NFConfig | FMConfig]]:
-    """``spec``, then each step of :data:`LADDERS` on top of the ones before it (the last is
-    ``strong`` but for :data:`TRAINING`), as ``(label, config)`` pairs with ``fields`` (as
-    in :func:`config`) on top of each."""
-    steps = [("spec (the exercise)", config(family, "spec", **fields))]
-    changed = dict(PRESETS["spec"][family])
-    for label, step in LADDERS[family]:
-        changed.update(step)
-        steps.append((f"+ {label}", FAMILIES[family](**{**changed, **_given(fields)})))
-    return steps
-
-
-def _given(fields: dict) -> dict:
-    """``fields`` less those that keep the preset's value (``None``; never ``seed``)."""
-    return {key: value for key, value in fields.items() if key == "seed" or value is not None}

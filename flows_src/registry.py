@@ -2,8 +2,10 @@
 
 Tools (papermill runs, export, report, hand-in zip, sweep), tests and the Makefile read this
 table; none of them lists notebooks of its own. Adding a notebook is its ``notebooks/*.py``
-and a row here. The module imports nothing heavier than the standard library, so the
-Makefile reads it with the system Python before the venv exists::
+and a row here; adding a model family is its notebook's row here (``family``) and the
+family's row in :data:`flows_src.experiments.FAMILIES` (its model class). The module imports
+nothing heavier than the standard library, so the Makefile reads it with the system Python
+before the venv exists::
 
     python3 -m flows_src.registry [--handin] [--report] [--preset]
 
@@ -30,8 +32,8 @@ class Notebook:
 
     Arguments:
         name: its file name less ``.py``, and its run folder's name.
-        family: the model family it trains (a key of ``flows_src.presets.FAMILIES``), or
-            ``None``.
+        family: the model family it trains (a key of ``flows_src.experiments.FAMILIES``),
+            or ``None``.
         handin: it answers the exercise at the exercise's settings (``make all`` runs it,
             the seeds' summary of a report of these shows the exercise's settings only).
         report: a section of the hand-in report (the data's overview answers no question).

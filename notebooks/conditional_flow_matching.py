@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from create_data import create_olympic_rings
-from flows_src import experiments, figures, metrics, plotting, presets, rings, steering
+from flows_src import experiments, figures, metrics, plotting, rings, steering
 from flows_src.flow_matching import FlowMatching
 from flows_src.parameters import check_parameters
 from flows_src.runs import run_dir, write_json
@@ -44,8 +44,8 @@ from flows_src.training import train_or_load, validation
 
 plotting.use_print_style()
 
-config = presets.config("cfm", preset, n_points=n_points, n_val=n_val, epochs=epochs,
-                        batch_size=batch_size, lr=lr, seed=seed, compile=compile_model, dt=dt)
+config = experiments.config("cfm", preset, n_points=n_points, n_val=n_val, epochs=epochs,
+                           batch_size=batch_size, lr=lr, seed=seed, compile=compile_model, dt=dt)
 check_parameters(n_per_class=n_per_class, n_nearest=n_nearest, bonus_class=bonus_class)
 out = run_dir("conditional_flow_matching", seed, runs_root, preset)
 print(f"preset {preset!r}: {config}")

@@ -49,7 +49,6 @@ from flows_src import (
     ode,
     path_metrics,
     plotting,
-    presets,
     rings,
     training_plots,
 )
@@ -60,9 +59,9 @@ from flows_src.training import train_or_load, validation
 
 plotting.use_print_style()
 
-config = presets.config("fm", preset, n_points=n_points, n_val=n_val, epochs=epochs,
-                        batch_size=batch_size, lr=lr, seed=seed, compile=compile_model, dt=dt,
-                        nll_dt=nll_dt)
+config = experiments.config("fm", preset, n_points=n_points, n_val=n_val, epochs=epochs,
+                           batch_size=batch_size, lr=lr, seed=seed, compile=compile_model, dt=dt,
+                           nll_dt=nll_dt)
 check_parameters(n_eval=n_eval, n_nll=n_nll)
 out = run_dir("flow_matching", seed, runs_root, preset)
 print(f"preset {preset!r}: {config}")

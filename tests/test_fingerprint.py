@@ -46,13 +46,13 @@ def test_documentation_never_changes_the_fingerprint_and_code_always_does(family
 
 
 def test_the_sampler_never_changes_the_fingerprint_and_training_always_does():
-    from flows_src import presets
+    from flows_src import experiments
 
-    config = presets.config("fm", "spec", hidden=8, n_linear=2)
+    config = experiments.config("fm", "spec", hidden=8, n_linear=2)
     model = FlowMatching(config)
-    same = [presets.config("fm", "spec", hidden=8, n_linear=2, dt=0.01),
-            presets.config("fm", "spec", hidden=8, n_linear=2, compile=True)]
-    other = [presets.config("fm", "spec", hidden=8, n_linear=2, lr=2e-3),
-             presets.config("fm", "spec", hidden=8, n_linear=2, time_power=2.0)]
+    same = [experiments.config("fm", "spec", hidden=8, n_linear=2, dt=0.01),
+            experiments.config("fm", "spec", hidden=8, n_linear=2, compile=True)]
+    other = [experiments.config("fm", "spec", hidden=8, n_linear=2, lr=2e-3),
+             experiments.config("fm", "spec", hidden=8, n_linear=2, time_power=2.0)]
     assert all(fingerprint(model, c) == fingerprint(model, config) for c in same)
     assert all(fingerprint(model, c) != fingerprint(model, config) for c in other)

@@ -164,6 +164,6 @@ def test_beyond_records_how_steadily_every_model_trained(papermill_runs):
         history = experiments.load_run(family, 0, papermill_runs, preset)[1]
         assert summary == metrics.steadiness(history)  # the saved run's, not another's
         assert summary["skipped_steps"] == 0  # no step lost to a non-finite gradient
-        clips = presets.config(family, preset).max_grad_norm is not None
+        clips = experiments.config(family, preset).max_grad_norm is not None
         assert clips or summary["clipped_steps"] == 0
     assert (out / "beyond_steadiness.png").is_file()

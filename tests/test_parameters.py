@@ -7,7 +7,7 @@ import pytest
 from conftest import ROOT
 
 import notebooks as tool
-from flows_src import presets, registry
+from flows_src import experiments, registry
 from flows_src.parameters import RANGES, Range, check_parameters
 
 #: Parameters whose type is all there is to check (the tool and the scripts check types).
@@ -20,7 +20,8 @@ def test_every_parameter_is_checked_by_the_config_or_by_the_notebook(name):
     source = (ROOT / "notebooks" / f"{name}.py").read_text()
     _, defaults = tool.parameters_cell(tool.jupytext.reads(source, fmt="py:percent"))
     family = registry.family_of(name)
-    fields = set(presets.FAMILIES[family].field_names()) if family else set()
+    fields = (set(experiments.FAMILIES[family].config_class.field_names()) if family
+              else set())
     calls = [node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)
              and getattr(node.func, "id", None) == "check_parameters"]
     assert len(calls) == 1, "the first code cell checks the parameters once"
@@ -30,7 +31,7 @@ def test_every_parameter_is_checked_by_the_config_or_by_the_notebook(name):
     # before the run folder is made
     assert source.index("check_parameters(") < source.index("out = run_dir(")
     if family:
-        assert source.index("presets.config(") < source.index("out = run_dir(")
+        assert source.index("experiments.config(") < source.index("out = run_dir(")
 
 
 def test_ranges_name_the_parameter_and_the_allowed_values():

@@ -1,54 +1,9 @@
-"""Named configurations: the exercise's stays the default, the strong one is its ladder
-(plain data, checked literally), targets are checked in their direction."""
-
-import dataclasses
+"""Named configurations as plain data: the strong preset is its ladder (checked literally),
+targets are checked in their direction. The configs they make: tests/test_experiments.py."""
 
 import pytest
 
-from flows_src import presets
-from flows_src.config import FMConfig, NFConfig
-
-
-def test_spec_is_the_config_defaults():
-    assert presets.config("nf") == NFConfig()
-    assert presets.config("fm") == FMConfig()
-    assert presets.config("cfm") == FMConfig(n_classes=5)
-
-
-def test_none_keeps_the_presets_value_zero_is_an_error_and_seed_is_always_taken():
-    strong = presets.config("fm", "strong")
-    again = presets.config("fm", "strong", epochs=None, lr=None, batch_size=None, seed=0)
-    assert again == strong
-    assert presets.config("fm", "strong", epochs=3, seed=5).epochs == 3
-    assert presets.config("nf", "spec", seed=5).seed == 5
-    assert presets.config("nf", "spec", compile=False).compile is False
-    # 0 is a value like any other, not "the preset's": Delta t = 0 is refused, not replaced
-    for field, range_ in (("dt", r"a number in \(0, 1\]"), ("epochs", "an integer >= 1"),
-                          ("lr", r"a number in \(0, 1\)")):
-        with pytest.raises(ValueError, match=f"^{field} must be {range_}, got 0"):
-            presets.config("fm", "spec", **{field: 0})
-    with pytest.raises(ValueError, match="^seed must be"):
-        presets.config("nf", "spec", seed=None)
-
-
-def test_unknown_family_or_preset_is_one_line():
-    with pytest.raises(ValueError, match="preset must be one of 'spec', 'strong'"):
-        presets.config("nf", "huge")
-    with pytest.raises(ValueError, match="family must be one of"):
-        presets.config("gan")
-
-
-@pytest.mark.parametrize("family", ["nf", "fm", "cfm"])
-def test_the_ladder_climbs_from_spec_to_strong(family):
-    steps = presets.ladder(family, epochs=3, seed=1)
-    assert steps[0][1] == presets.config(family, "spec", epochs=3, seed=1)
-    # each step changes what its label says and keeps the steps before it
-    for (_, before), (label, after), (_, change) in zip(steps, steps[1:],
-                                                        presets.LADDERS[family]):
-        assert label.startswith("+ ")
-        assert dataclasses.replace(before, **change) == after
-    # the last step is the strong preset at the ladder's length
-    assert steps[-1][1] == presets.config(family, "strong", epochs=3, seed=1)
+from flows_src import experiments, presets
 
 
 @pytest.mark.parametrize("family", ["nf", "fm", "cfm"])
@@ -64,24 +19,17 @@ def test_each_ladder_ends_at_its_strong_preset(family):
 
 @pytest.mark.parametrize("family", ["nf", "fm", "cfm"])
 def test_strong_is_bigger_and_conditional_stays_conditional(family):
-    spec, strong = presets.config(family), presets.config(family, "strong")
+    spec, strong = experiments.config(family), experiments.config(family, "strong")
     assert strong.model.hidden > spec.model.hidden
     assert strong.n_points == spec.n_points and strong.n_val == spec.n_val
     if family == "cfm":
         assert strong.model.n_classes == spec.model.n_classes == 5
 
 
-def test_a_preset_s_flat_fields_land_in_their_parts():
-    config = presets.config("cfm", "strong", dt=0.01)
-    fields = presets.PRESETS["strong"]["cfm"]
-    assert config.model == FMConfig().model.__class__(
-        hidden=fields["hidden"], time_features=fields["time_features"], n_classes=5)
-    assert config.objective.time_power == fields["time_power"] and config.sampler.dt == 0.01
-    assert (config.training.batch_size, config.training.lr, config.training.epochs) == (
-        fields["batch_size"], fields["lr"], fields["epochs"])
-    assert set(FMConfig.field_names()) >= {"hidden", "coupling", "epochs", "dt"}
-    with pytest.raises(ValueError, match="^NFConfig has no field"):
-        presets.config("nf", dt=0.01)
+def test_presets_name_only_known_families():
+    for preset, families in presets.PRESETS.items():
+        assert set(families) <= set(experiments.FAMILIES), preset
+    assert set(presets.LADDERS) <= set(presets.PRESETS["strong"])
 
 
 def test_targets_are_checked_in_their_direction():

@@ -6,7 +6,7 @@ import sys
 
 from conftest import ROOT
 
-from flows_src import experiments, presets, registry
+from flows_src import experiments, registry
 
 
 def test_the_table_is_consistent():
@@ -16,7 +16,7 @@ def test_the_table_is_consistent():
         assert not nb.report or nb.handin, f"{nb.name}: in the report but not the hand-in"
         assert not nb.preset or nb.family, f"{nb.name}: a preset needs a model family"
     families = [nb.family for nb in registry.NOTEBOOKS if nb.family]
-    assert sorted(families) == sorted(presets.FAMILIES)
+    assert sorted(families) == sorted(experiments.FAMILIES)
     assert all(registry.notebook_of(f) == experiments.NOTEBOOKS[f] for f in families)
 
 

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from flows_src import fingerprints, presets
+from flows_src import experiments, fingerprints
 from flows_src.config import NFConfig
 from flows_src.fingerprints import fingerprint
 from flows_src.normalizing_flow import NormalizingFlow
@@ -175,7 +175,7 @@ def test_config_names_the_field_and_its_range(field: str, value: object, message
 
 
 def test_the_spline_preset_builds_a_spline_flow():
-    config = presets.config("nf", "spline")
+    config = experiments.config("nf", "spline")
     model = config.model
     assert (model.transform, model.bins, model.n_couplings) == ("spline", 16, 6)
     torch.manual_seed(0)

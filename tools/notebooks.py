@@ -147,16 +147,17 @@ def coerce(name: str, text: str, default: object) -> object:
 def check(name: str, values: dict[str, object]) -> None:
     """Every value a run of notebook ``name`` would get, checked as the notebook checks it
     (:mod:`flows_src.parameters`, the model's config, the run folder's parts)."""
-    from flows_src import presets  # imports torch: only when a run is asked for
+    from flows_src import experiments  # imports torch: only when a run is asked for
 
     family = registry.family_of(name)
-    fields = set(presets.FAMILIES[family].field_names()) if family is not None else set()
+    fields = (set(experiments.FAMILIES[family].config_class.field_names())
+              if family is not None else set())
     try:
         # a model notebook's config checks its own fields (None there: the preset's value)
         check_parameters(**{k: v for k, v in values.items() if k in RANGES and k not in fields})
         if family is not None:
-            presets.config(family, values.get("preset", "spec"),
-                           **{k: v for k, v in values.items() if k in fields})
+            experiments.config(family, values.get("preset", "spec"),
+                               **{k: v for k, v in values.items() if k in fields})
         run_dir(name, values["seed"], values.get("runs_root", "runs"),
                 values.get("preset", "spec"), create=False)
     except ValueError as error:

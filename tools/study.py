@@ -8,8 +8,8 @@
 A study is plain data in :data:`STUDIES`: the model family, the fields it fixes, and the
 search space over the family's config fields (a list is a choice, ``("log", low, high)`` a
 log-uniform number), plus ``train_share``, the share of the per-trial budget spent training.
-Each trial builds its config through ``flows_src.presets`` (the exercise's ``spec`` preset
-with the study's fields on top), times a few optimizer steps of that model
+Each trial builds its config through ``flows_src.experiments.config`` (the exercise's
+``spec`` preset with the study's fields on top), times a few optimizer steps of that model
 (:func:`seconds_per_step`) to find how many epochs fit in ``train_share x budget`` seconds,
 trains with ``flows_src.training.train`` (a full cosine schedule over those epochs), and
 scores the model on held-out data as the family's notebook does (:func:`score`). It has two
@@ -51,7 +51,7 @@ import optuna  # tooling only
 import torch
 
 from create_data import create_olympic_rings, create_unconditional_olympic_rings
-from flows_src import experiments, metrics, presets, runs
+from flows_src import experiments, metrics, runs
 from flows_src.training import NonFiniteLossError, TrainingStep, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ class Study:
     """One study: what it searches, for which family, scored how.
 
     Arguments:
-        family: ``"nf"``, ``"fm"`` or ``"cfm"`` (:data:`flows_src.presets.FAMILIES`).
+        family: ``"nf"``, ``"fm"`` or ``"cfm"`` (:data:`flows_src.experiments.FAMILIES`).
         about: one line for ``--list`` and the table's heading.
         fixed: config fields every trial sets (on top of the ``spec`` preset).
         space: config field -> a list of choices, or ``("log", low, high)``; ``train_share``
@@ -96,7 +96,7 @@ class Study:
 
     def missing_fields(self) -> list[str]:
         """Config fields the study sets that the family's config class does not have (yet)."""
-        names = set(presets.FAMILIES[self.family].field_names())
+        names = set(experiments.FAMILIES[self.family].config_class.field_names())
         return sorted((set(self.fixed) | set(self.space)) - names - {SHARE})
 
 
@@ -293,7 +293,7 @@ def make_objective(definition: Study, args: argparse.Namespace):
         share = params.pop(SHARE, 1.0)
         train_data, val, standardizer = data(family, args.n_points, args.n_val, args.seed)
         config = dataclasses.replace(
-            presets.config(family, "spec"), **definition.fixed, **params,
+            experiments.config(family, "spec"), **definition.fixed, **params,
             n_points=args.n_points, n_val=args.n_val, seed=args.seed, compile=False)
         steps_per_epoch = args.n_points // config.batch_size
         step_seconds = seconds_per_step(config, train_data)
@@ -569,7 +569,7 @@ def check(args: argparse.Namespace) -> Study:
         raise ToolError(f"study {args.name!r}: {'; '.join(outside)} is outside its space")
     missing = definition.missing_fields()
     if missing:
-        config_class = presets.FAMILIES[definition.family].__name__
+        config_class = experiments.FAMILIES[definition.family].config_class.__name__
         raise ToolError(f"study {args.name!r} sets {', '.join(missing)}, which "
                         f"{config_class} lacks (not in flows_src/config.py yet?)")
     for option, value, low in (("--trials", args.trials, 0), ("--workers", args.workers, 1),
