@@ -214,7 +214,7 @@ print(f"Medians over the 10 paths ({L} steps each): length / distance between th
 probe = torch.as_tensor(standardizer.transform(rings.PROBE_POINTS), dtype=torch.float32)
 with torch.no_grad():
     z_probe, back = model.inverse(probe, return_intermediates=True)
-    log_det = model.log_det_inverse(probe).numpy()
+    log_det = model.inverse_and_log_det(probe)[1].numpy()
     log_p = model.log_prob(probe).numpy()
     reconstruction = (model.forward(z_probe) - probe).norm(dim=1).numpy()
 log_pz = log_p - log_det

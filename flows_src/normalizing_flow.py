@@ -208,9 +208,8 @@ def _in_output_axes(states: list[Tensor], perm: Tensor) -> Tensor:
 class NormalizingFlow(nn.Module):
     r"""$x = \phi(z)$ (Eq. 1): ``n_couplings`` coupling layers with a permutation between
     consecutive ones, and base distribution $p_z = \mathcal{N}(0, I)$ on 2D points; trained by
-    maximum likelihood with the loss of Eq. 9 (:meth:`loss`).
-
-    Intermediates and :meth:`trajectory`: see the module's docstring.
+    maximum likelihood with the loss of Eq. 9 (:meth:`loss`). Intermediates and
+    :meth:`trajectory`: see the module's docstring.
 
     Arguments:
         config: the architecture (:class:`~flows_src.config.NFConfig`'s model part); the
@@ -218,8 +217,7 @@ class NormalizingFlow(nn.Module):
 
     Example:
         >>> flow = NormalizingFlow(NFConfig(n_couplings=3))
-        >>> x = flow.sample(5, torch.Generator().manual_seed(0))
-        >>> flow.log_prob(x).shape
+        >>> flow.log_prob(flow.sample(5, torch.Generator().manual_seed(0))).shape
         torch.Size([5])
     """
 
@@ -250,12 +248,10 @@ class NormalizingFlow(nn.Module):
 
     def _inverse(self, x: Tensor, states: list[Tensor] | None) -> tuple[Tensor, Tensor]:
         log_det = x.new_zeros(x.shape[0])
-        per_layer = self.couplings.per_layer()
         y = x.unbind(1)
-        for k in reversed(range(len(per_layer))):
-            z_r, log_det_k = self.couplings.inverse_r(*y, per_layer[k])
-            y = (y[0], z_r)
-            log_det = log_det + log_det_k
+        for k, params in reversed(list(enumerate(self.couplings.per_layer()))):
+            z_r, log_det_k = self.couplings.inverse_r(*y, params)
+            y, log_det = (y[0], z_r), log_det + log_det_k
             if k:
                 y = self.permutation.inverse_columns(y)
             if states is not None:
@@ -275,22 +271,15 @@ class NormalizingFlow(nn.Module):
 
     def inverse_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         r"""$z = \phi^{-1}(x)$ ``(n, 2)`` and $\log |\det \partial \phi^{-1}(x) / \partial x^T|$
-        ``(n,)`` in one pass (Eq. 7-8: the sum of each coupling layer's Eq. 6; permutations
-        add 0)."""
+        ``(n,)`` in one pass (Eq. 7-8: each coupling layer's Eq. 6 summed; permutations add 0)."""
         return self._inverse(points(x, "x", self), None)
-
-    def log_det_inverse(self, x: Tensor) -> Tensor:
-        r"""$\log |\det \partial \phi^{-1}(x) / \partial x^T|$ (Eq. 8), ``(n, 2)`` to ``(n,)``."""
-        return self._inverse(points(x, "x", self), None)[1]
 
     def log_prob(self, x: Tensor, c: None = None) -> Tensor:
         r"""$\log p(x) = \log p_z(\phi^{-1}(x)) + \log |\det \partial \phi^{-1}(x) / \partial x^T|$
-        (Eq. 2), ``(n, 2)`` to ``(n,)``.
+        (Eq. 2), ``(n, 2)`` floats to ``(n,)``, computed in the weights' dtype.
 
-        Far outside the data a trained flow's inverse can leave the dtype's range (inf, then
-        nan); such points get $-\infty$ rather than nan, so a density map or a mean over
-        points stays usable. A nan in ``x`` still gives nan. ``x`` is checked to be ``(n, 2)``
-        floats; a float64 ``x`` is computed in the weights' dtype.
+        Far outside the data a trained flow's inverse can overflow (inf, then nan): such points
+        get $-\infty$, not nan, so a density map or a mean stays usable; a nan in ``x`` stays nan.
         """
         _unconditional(c)
         x = points(x, "x", self)
@@ -301,13 +290,12 @@ class NormalizingFlow(nn.Module):
 
     def loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         r"""The batch mean of Eq. 9, $-\log p_z(\phi^{-1}(x)) - \log |\det \partial
-        \phi^{-1}(x) / \partial x^T|$, for ``x`` ``(n, 2)``.
+        \phi^{-1}(x) / \partial x^T|$, for ``x`` ``(n, 2)``, and its two terms' batch means,
+        detached: ``(loss, {"log_det": ..., "log_pz": ...})``, loss = -(log_pz + log_det).
 
-        Returns the scalar loss and its two components' batch means, detached, as
-        ``{"log_det": ..., "log_pz": ...}`` (loss = -(log_pz + log_det)). An overflow shows
-        here as nan or inf, unlike in :meth:`log_prob`, so that training stops on it. Free of
-        Python side effects, so ``torch.compile(flow.loss)`` traces it whole (but for the
-        spline couplings' networks, kept eager on purpose: see :mod:`flows_src.spline`).
+        An overflow shows here as nan or inf, unlike in :meth:`log_prob`, so that training
+        stops on it. Free of Python side effects, so ``torch.compile(flow.loss)`` traces it
+        whole (the spline couplings' networks stay eager on purpose: :mod:`flows_src.spline`).
         """
         z, log_det = self._inverse(x, None)
         log_pz = standard_normal_log_prob(z)
