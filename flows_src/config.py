@@ -167,6 +167,12 @@ class VelocityConfig:
         time_features: 0 feeds the network ``t`` itself (the exercise); ``k > 0`` adds
             :math:`\sin(\pi j t), \cos(\pi j t)` for :math:`j = 1..k`, so the first layer
             can resolve how the velocity changes fast near :math:`t = 1`.
+        space_features: 0 feeds the network ``x_t`` itself (the exercise); ``m > 0`` adds
+            :math:`\sin(2^j \pi x / 2), \cos(2^j \pi x / 2)` of each coordinate :math:`x`,
+            :math:`j = 0..m-1` (Fourier features, Tancik et al. 2020): periods from 4, about
+            the standardized data's extent, down to :math:`4 / 2^{m-1}`, so that the network
+            can bend its field at the scale of a ring's band, which a LeakyReLU MLP of
+            :math:`x_t` learns slowly (its spectral bias).
         n_classes: ``None`` for the unconditional model, else the number of classes fed
             through ``nn.Embedding``.
         embed_dim: size of the class embedding.
@@ -178,11 +184,13 @@ class VelocityConfig:
     time_features: int = 0
     n_classes: int | None = None
     embed_dim: int = 8
+    space_features: int = 0
 
     def __post_init__(self) -> None:
         _check_int("hidden", self.hidden, 1)
         _check_int("n_linear", self.n_linear, 2)
         _check_int("time_features", self.time_features, 0)
+        _check_int("space_features", self.space_features, 0)
         _check_int("embed_dim", self.embed_dim, 1)
         if self.n_classes is not None:
             _check_int("n_classes", self.n_classes, 1)

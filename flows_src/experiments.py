@@ -167,10 +167,10 @@ def describe(config: NFConfig | FMConfig) -> str:
     else:
         text = ("Conditional flow matching" if family == "cfm" else "Flow matching") + (
             f": an MLP of {m.n_linear} Linear layers, width {m.hidden}, "
-            f"LeakyReLU({m.negative_slope:g}) between them, input (y, t)")
+            f"LeakyReLU({m.negative_slope:g}) between them, input (x_t, t)")
         if family == "cfm":
             text += (f" and the class through nn.Embedding({m.n_classes}, "
-                     f"{m.embed_dim}), mixed with (y, t) by the first Linear layer")
+                     f"{m.embed_dim}), mixed with (x_t, t) by the first Linear layer")
         text += f". {training}; sampling by Euler steps of dt = {config.sampler.dt:g}."
     # the exercise gives no spline (bins, bound) and no likelihood solver (nll_dt, nll_method);
     # a spline flow has no log-scale bound
@@ -194,7 +194,8 @@ _WORDS = {
     "negative_slope": "LeakyReLU slope", "log_s_bound": "log-scale bound", "init":
     "initialization", "transform": "coupling transform", "dt": "Euler step", "n_classes":
     "classes", "embed_dim": "class embedding size", "coupling": "noise-data coupling",
-    "time_features": "time features", "time_power": "training-time power",
+    "time_features": "time features", "space_features":
+    "Fourier-feature octaves of x_t", "time_power": "training-time power",
     "method": "solver",
 }
 

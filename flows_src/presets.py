@@ -46,6 +46,7 @@ LADDERS: dict[str, list[tuple[str, dict]]] = {
         ("batch 128 -> 512, lr 1e-3 -> 2e-3", {"batch_size": 512, "lr": 2e-3}),
         ("time features (4 frequencies)", {"time_features": 4}),
         ("training times nearer t = 1 (power 3)", {"time_power": 3.0}),
+        ("Fourier features of x_t (4 octaves)", {"space_features": 4}),
     ],
 }
 LADDERS["cfm"] = [("wider network (hidden 64 -> 192)", {"hidden": 192}), *LADDERS["fm"][1:]]
@@ -82,9 +83,10 @@ PRESETS: dict[str, dict[str, dict]] = {
         "nf": {"hidden": 32, "n_linear": 4, "init": "he", "max_grad_norm": 100.0,
                "log_s_bound": 2.0, "batch_size": 256, "lr": 5e-4, "epochs": 24},
         "fm": {"hidden": 128, "batch_size": 512, "lr": 2e-3, "time_features": 4,
-               "time_power": 3.0, "epochs": 165},
+               "time_power": 3.0, "space_features": 4, "epochs": 165},
         "cfm": {"hidden": 192, "batch_size": 512, "lr": 2e-3, "time_features": 4,
-                "time_power": 3.0, "epochs": 85, "n_classes": 5},
+                "time_power": 3.0, "space_features": 4, "epochs": 85,
+                "n_classes": 5},
     },
     "spline": {
         "nf": {"transform": "spline", "n_couplings": 6, "bins": 16, "bound": 5.0,

@@ -2,8 +2,10 @@ r"""The flow-matching network: the velocity :math:`v_t(x_t \mid c)` and nothing 
 
 An MLP of ``n_linear`` Linear layers of width ``hidden`` with LeakyReLU between them
 (Sec. 4.3). Its input is :math:`[x_t, t]` (with ``time_features = k`` also
-:math:`\sin(\pi j t), \cos(\pi j t)`, :math:`j = 1..k`); time is a feature of the network, the
-same weights serve every :math:`t`. With ``n_classes`` set, the class goes through
+:math:`\sin(\pi j t), \cos(\pi j t)`, :math:`j = 1..k`; with ``space_features = m`` also
+:math:`\sin(2^j \pi x / 2), \cos(2^j \pi x / 2)` of each coordinate :math:`x` of :math:`x_t`,
+:math:`j = 0..m-1`); time is a feature of the network, the same weights serve every
+:math:`t`. With ``n_classes`` set, the class goes through
 ``nn.Embedding(n_classes, embed_dim)`` and the first Linear layer mixes
 :math:`[x_t, t, e(c)]` (Sec. 4.3, conditional flow matching). What it is trained on is
 :mod:`flows_src.fm_loss`; how it is integrated, :mod:`flows_src.sampler`.
@@ -30,6 +32,8 @@ class VelocityNet(nn.Module):
         n_linear: Linear layers (the exercise: 4-5).
         negative_slope: of the LeakyReLU between them.
         time_features: frequencies :math:`k` of the sines and cosines of :math:`t` (0: none).
+        space_features: octaves :math:`m` of the sines and cosines of each coordinate of
+            :math:`x_t` (0: none; see :class:`~flows_src.config.VelocityConfig`).
         n_classes: ``None`` for the unconditional network, else the number of classes.
         embed_dim: size of the class embedding.
 
@@ -40,13 +44,15 @@ class VelocityNet(nn.Module):
     """
 
     def __init__(self, hidden: int = 64, n_linear: int = 5, negative_slope: float = 0.01,
-                 time_features: int = 0, n_classes: int | None = None, embed_dim: int = 8):
+                 time_features: int = 0, n_classes: int | None = None, embed_dim: int = 8,
+                 space_features: int = 0):
         super().__init__()
         self.n_classes, self.embed_dim = n_classes, embed_dim
         conditional = n_classes is not None
         # created before the Linear layers: the order of the initial weights' random draws
         self.embedding = nn.Embedding(n_classes, embed_dim) if conditional else None
-        widths = [DIM + 1 + 2 * time_features + (embed_dim if conditional else 0)]
+        widths = [DIM + 1 + 2 * time_features + 2 * DIM * space_features
+                  + (embed_dim if conditional else 0)]
         widths += [hidden] * (n_linear - 1) + [DIM]
         layers: list[nn.Module] = []
         for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
@@ -55,6 +61,8 @@ class VelocityNet(nn.Module):
             layers.append(nn.Linear(fan_in, fan_out))
         self.net = nn.Sequential(*layers)
         self.register_buffer("frequencies", math.pi * torch.arange(1, time_features + 1).float(),
+                             persistent=False)
+        self.register_buffer("octaves", math.pi / 2 * 2.0 ** torch.arange(space_features),
                              persistent=False)
 
     def forward(self, x_t: Tensor, t: Tensor | float, c: Tensor | int | None = None) -> Tensor:
@@ -76,6 +84,9 @@ class VelocityNet(nn.Module):
         features = [x_t, t[:, None]]
         if len(self.frequencies):
             angles = t[:, None] * self.frequencies.to(t.dtype)
+            features += [angles.sin(), angles.cos()]
+        if len(self.octaves):
+            angles = (x_t[:, :, None] * self.octaves.to(x_t.dtype)).flatten(1)
             features += [angles.sin(), angles.cos()]
         if embedded is not None:
             features.append(embedded.expand(x_t.shape[0], -1))

@@ -58,6 +58,7 @@ def test_a_saved_run_comes_back_whole():
     (FMConfig, {"coupling": "sinkhorn"},
      r"^coupling must be one of 'independent', 'ot', got 'sinkhorn'$"),
     (FMConfig, {"time_features": -1}, "^time_features must be an integer >= 0"),
+    (FMConfig, {"space_features": -1}, "^space_features must be an integer >= 0"),
     (FMConfig, {"time_power": 0}, r"^time_power must be a number in \(0, 10\]"),
     (FMConfig, {"dt": 0}, r"^dt must be a number in \(0, 1\], got 0$"),
     (FMConfig, {"method": "heun"}, "^method must be one of 'euler', 'midpoint', 'rk4'"),

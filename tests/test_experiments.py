@@ -68,7 +68,8 @@ def test_a_preset_s_flat_fields_land_in_their_parts():
     config = experiments.config("cfm", "strong", dt=0.01)
     fields = presets.PRESETS["strong"]["cfm"]
     assert config.model == FMConfig().model.__class__(
-        hidden=fields["hidden"], time_features=fields["time_features"], n_classes=5)
+        hidden=fields["hidden"], time_features=fields["time_features"],
+        space_features=fields["space_features"], n_classes=5)
     assert config.objective.time_power == fields["time_power"] and config.sampler.dt == 0.01
     assert (config.training.batch_size, config.training.lr, config.training.epochs) == (
         fields["batch_size"], fields["lr"], fields["epochs"])

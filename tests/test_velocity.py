@@ -103,3 +103,24 @@ def test_time_features_widen_the_first_layer_and_keep_checkpoints_plain(fields):
     torch.testing.assert_close(v_net(x_t, 0.3, c), v_net.net(torch.cat(inputs, 1)))
     # the frequencies are not weights: a checkpoint holds the same keys as without them
     assert set(v_net.state_dict()) == set(net(**fields).state_dict())
+
+
+@pytest.mark.parametrize("fields", [SMALL, CONDITIONAL], ids=["unconditional", "conditional"])
+def test_space_features_add_octaves_of_each_coordinate(fields):
+    v_net = net(**fields, time_features=2, space_features=3)
+    conditional = "n_classes" in fields
+    assert v_net.net[0].in_features == 2 + 1 + 4 + 12 + (fields["embed_dim"] if conditional else 0)
+    x_t, c = torch.randn(5, 2), (torch.arange(5) if conditional else None)
+    # sin and cos of pi/2, pi and 2 pi times each coordinate, coordinate by coordinate
+    periods = torch.tensor([4.0, 2.0, 1.0])
+    angles = (2 * math.pi * x_t[:, :, None] / periods).flatten(1)
+    torch.testing.assert_close(angles[:, 3], x_t[:, 1] * math.pi / 2)  # coordinate 1, octave 0
+    times = 0.3 * math.pi * torch.arange(1, 3)
+    inputs = [x_t, torch.full((5, 1), 0.3), times.sin().expand(5, 2), times.cos().expand(5, 2),
+              angles.sin(), angles.cos()]
+    if c is not None:
+        inputs.append(v_net.embedding(c))
+    torch.testing.assert_close(v_net(x_t, 0.3, c), v_net.net(torch.cat(inputs, 1)))
+    assert set(v_net.state_dict()) == set(net(**fields).state_dict())
+    # none by default: the exercise's network, its first layer fed (x_t, t) alone
+    assert net(**fields).net[0].in_features == 3 + (fields["embed_dim"] if conditional else 0)
