@@ -221,7 +221,13 @@ for family in ("nf", "fm"):
 # last, so a ladder of a few epochs may show them costing rather than buying (read the
 # signs above). They were kept on the strength of full-length trials made while choosing
 # the preset, which this notebook does not repeat (see Limits); `make sweep` repeats the
-# ladder per seed.
+# ladder per seed. The last step changes how the network sees space: sines and cosines of
+# each coordinate of $x_t$ with periods 4, 2, 1, ... in the data's standardized units
+# (`space_features` octaves; Fourier features, Tancik et al. 2020), from the size of the
+# whole figure down to a few bands' widths. A LeakyReLU network of $x_t$ itself is
+# piecewise linear in $x_t$ and learns fine detail last; with these inputs its first layer
+# can bend the field at the scale of a band, which is what the in-band fraction and the gap
+# measure.
 
 # ### How steadily each model trained
 # A model's final numbers are one draw of its training. Flow matching regresses a velocity,
