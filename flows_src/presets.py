@@ -53,16 +53,17 @@ LADDERS["cfm"] = [("wider network (hidden 64 -> 192)", {"hidden": 192}), *LADDER
 
 #: What ``strong`` sets besides its ladder: the length of training (the ladder's steps are
 #: compared at one shorter length): the flow's 24 epochs took 209-225 s in trials on one
-#: core beside another training run. Flow matching's networks and lengths are the best
-#: trials of its studies at 300 s on one core (``make study NAME=fm`` and ``NAME=cfm``, seed
+#: core beside another training run. Flow matching's networks are trials on the fronts of
+#: its studies with a 300-s budget on one core (``make study NAME=fm`` and ``NAME=cfm``, seed
 #: 0; ``runs/studies/``), two studies side by side: unconditional, hidden 128 with Fourier
-#: features of x_t (4 octaves) for 197 epochs reached in-band 0.984 and gap 0.058 (hidden 192
-#: with them, 117 epochs: 0.982 and 0.060; hidden 128 without them, 200 epochs: 0.959 and
-#: 0.111); conditional, hidden 192 with 4 octaves for 96 epochs accuracy 0.9846 (hidden 128,
-#: 195 epochs: 0.9846; 6 octaves: 0.9800 at 192, 0.9848 at 128; without: 0.9806). Both are cut to
-#: about 250 s of two notebooks side by side, from the seconds their notebooks measured
-#: there (the round before, 180 epochs of the first took 309 s, 110 of the second 352 s):
-#: a trial's epochs come from a few timed steps and can overrun its budget.
+#: features of x_t (4 octaves), 197 epochs: in-band 0.984 and gap 0.058 (hidden 192 with
+#: them, 117 epochs: 0.982 and 0.060; hidden 128 without, 200 epochs: 0.959 and 0.111);
+#: conditional, hidden 192 with 4 octaves, 96 epochs: accuracy 0.9846 (hidden 128, 195
+#: epochs: 0.9846; 6 octaves: 0.9800 at 192, 0.9848 at 128; without: 0.9806). Their lengths
+#: stay those of the round before, cut then to about 280 s of two notebooks side by side from
+#: the seconds the notebooks measured there (180 epochs of the first took 309 s, 110 of the
+#: second 352 s): a trial's epochs come from a few timed steps and can overrun its budget.
+#: With the features they trained 243-286 s and 258-291 s in the last sweep (seeds 0-4).
 TRAINING: dict[str, dict] = {
     "nf": {"epochs": 24},
     "fm": {"epochs": 165},
