@@ -404,9 +404,9 @@ write_json(out / "metrics.json", {
 # shortfall from a perfect model, $1 - \text{in-band} + \text{gap}$ (for the conditional
 # model $1 - \text{accuracy}$), against the training seconds. The front of best trade-offs
 # is drawn as a line, and this seed's preset runs as stars. The strong flow-matching presets
-# are the best trials of the `fm` and `cfm` studies, trained a little shorter to stay within
-# the budget beside another notebook (`presets.TRAINING` names the trials); each study's
-# first trials are its candidates, the preset it started from among them.
+# are trials on the fronts of the `fm` and `cfm` studies, trained for fewer epochs than in
+# their trials so that they stay within the budget beside another notebook (`presets.TRAINING`
+# names the trials); each study's first trials are its candidates, the presets among them.
 
 studies = {path.parent.name: read_json(path) for path in
            sorted(studies_dir(runs_root).glob("*/trials.json"))}

@@ -118,7 +118,7 @@ _FM_SPACE = {
 # x_t, 4 octaves), the other width with them, and the strong network of the round before
 # (without them: its first study chose hidden 128 for 200 epochs, in-band 0.959 and gap
 # 0.111 on seed 0; conditional, hidden 192, accuracy 0.983); the conditional study then
-# tries 6 octaves, after both widths with 4 reached accuracy 0.985 only just. (Optuna
+# tries 6 octaves, after both widths with 4 stopped just short of accuracy 0.985. (Optuna
 # refuses a new choice in a study that has trials: a changed space is a new study,
 # ``--storage`` or a clean runs/; new candidates join a study at its next run.)
 _FM_STRONG = {"n_linear": 5, "batch_size": 512, "lr": 2e-3, "time_features": 4,
