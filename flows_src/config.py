@@ -209,14 +209,23 @@ class ObjectiveConfig:
             batch near :math:`t = 1`, where the field must resolve the thin bands. The same
             minimizer (any density of :math:`t` that is positive on :math:`[0, 1]` leaves the
             regression's target unchanged), a different weighting of its errors.
+        class_dropout: the class-conditional model only: the share of training labels
+            replaced by a learned "no class" embedding, so that one network learns both
+            :math:`v_t(x_t \mid c)` and :math:`v_t(x_t)` and can be sampled with
+            classifier-free guidance (``ODESampler.guidance``; Ho & Salimans 2022); 0 (the
+            exercise) keeps every label.
     """
 
     coupling: str = "independent"
     time_power: float = 1.0
+    class_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if not (_is_number(self.time_power) and 0 < self.time_power <= 10):
             raise ValueError(f"time_power must be a number in (0, 10], got {self.time_power!r}")
+        if not (_is_number(self.class_dropout) and 0 <= self.class_dropout < 1):
+            raise ValueError(f"class_dropout must be a number in [0, 1), "
+                             f"got {self.class_dropout!r}")
         _check_choice("coupling", self.coupling, COUPLINGS)
 
 

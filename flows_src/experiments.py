@@ -172,6 +172,12 @@ def describe(config: NFConfig | FMConfig) -> str:
             text += (f" and the class through nn.Embedding({m.n_classes}, "
                      f"{m.embed_dim}), mixed with (x_t, t) by the first Linear layer")
         text += f". {training}; sampling by Euler steps of dt = {config.sampler.dt:g}."
+        if config.sampler.guidance:
+            w = f"{config.sampler.guidance:g}"
+            text += (f" Trained with {config.objective.class_dropout:.0%} of the labels "
+                     f"replaced by a learned 'no class' embedding, so the same network also "
+                     f"gives the unconditional velocity v(x_t); sampled with classifier-free "
+                     f"guidance (Ho & Salimans 2022), v(x_t | c) + {w} (v(x_t | c) - v(x_t)).")
     # the exercise gives no spline (bins, bound) and no likelihood solver (nll_dt, nll_method);
     # a spline flow has no log-scale bound
     unused = {"seed", "compile", "n_val", "bins", "bound", "nll_dt", "nll_method"} | (
@@ -196,7 +202,8 @@ _WORDS = {
     "classes", "embed_dim": "class embedding size", "coupling": "noise-data coupling",
     "time_features": "time features", "space_features":
     "Fourier-feature octaves of x_t", "time_power": "training-time power",
-    "method": "solver",
+    "method": "solver", "class_dropout": "share of labels dropped in training",
+    "guidance": "guidance weight",
 }
 
 

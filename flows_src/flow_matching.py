@@ -57,10 +57,13 @@ class FlowMatching(nn.Module):
     def __init__(self, config: FMConfig | None = None):
         super().__init__()
         self.config = config = config or FMConfig()
-        self.net = VelocityNet(**dataclasses.asdict(config.model))
+        dropout = config.objective.class_dropout
+        if dropout and config.model.n_classes is None:
+            raise ValueError("class_dropout needs a class-conditional model (n_classes set)")
+        self.net = VelocityNet(**dataclasses.asdict(config.model), null_class=dropout > 0)
         # OT-CFM pairs within the minibatch: blocks of the training batch's size
         self.objective = FlowMatchingLoss(coupling(config.objective.coupling, config.batch_size),
-                                          config.objective.time_power)
+                                          config.objective.time_power, class_dropout=dropout)
         self.sampler = config.sampler
 
     def loss(self, x_1: Tensor, c: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
@@ -77,9 +80,10 @@ class FlowMatching(nn.Module):
 
     def as_velocity(self, c: Tensor | int | None = None, n: int | None = None, *,
                     embedding: Tensor | None = None) -> Velocity:
-        """The field ``v(x_t, t)`` for class ``c`` (or a class ``embedding``), as the solvers
-        of :mod:`flows_src.ode` take it (:meth:`VelocityNet.as_velocity`)."""
-        return self.net.as_velocity(c, n, embedding=embedding)
+        """The field ``v(x_t, t)`` for class ``c`` (or a class ``embedding``), guided with the
+        sampler's ``guidance``, as the solvers of :mod:`flows_src.ode` take it
+        (:meth:`VelocityNet.as_velocity`)."""
+        return self.net.as_velocity(c, n, embedding=embedding, guidance=self.sampler.guidance)
 
     def solve(self, x: Tensor, *, c: Tensor | int | None = None, reverse: bool = False,
               times: Sequence[float] | Tensor | None = None,

@@ -37,10 +37,16 @@ class FlowMatchingLoss:
     With the OT coupling the assignment runs eagerly, so under ``torch.compile`` the graph
     breaks there (the exercise's independent coupling compiles whole).
 
+    With ``class_dropout`` :math:`q > 0` (a conditional network with a null class), each
+    point's label is then dropped with probability :math:`q` (a third draw), so that the same
+    network also learns the unconditional field :math:`v_t(x_t \mid \varnothing)` that
+    classifier-free guidance needs.
+
     Arguments:
         coupling: ``(x_0, x_1, c) -> x_0`` re-paired; the independent one by default.
         time_power: :math:`p` of the time law; 1 is the exercise's uniform :math:`t`.
         path: the probability path; the linear one of Eq. 14 by default.
+        class_dropout: :math:`q`, the share of labels dropped; 0 (the exercise) drops none.
 
     Example:
         >>> from flows_src.velocity import VelocityNet
@@ -50,10 +56,11 @@ class FlowMatchingLoss:
     """
 
     def __init__(self, coupling: Coupling | None = None, time_power: float = 1.0,
-                 path: LinearPath | None = None):
+                 path: LinearPath | None = None, class_dropout: float = 0.0):
         self.coupling = coupling or IndependentCoupling()
         self.time_power = time_power
         self.path = path or LinearPath()
+        self.class_dropout = class_dropout
 
     def __call__(self, velocity: Callable[..., Tensor], x_1: Tensor, c: Tensor | None = None
                  ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -63,8 +70,14 @@ class FlowMatchingLoss:
         t = time_law(torch.rand(x_1.shape[0], dtype=x_1.dtype, device=x_1.device),
                      self.time_power)
         path = self.path.sample(self.coupling(x_0, x_1, c), x_1, t)
-        error = velocity(path.x_t, path.t, c) - path.dx_t
+        if self.class_dropout and c is not None:
+            dropped = torch.rand(x_1.shape[0], device=x_1.device) < self.class_dropout
+            error = velocity(path.x_t, path.t, c, dropped) - path.dx_t
+        else:
+            error = velocity(path.x_t, path.t, c) - path.dx_t
         return error.square().sum(dim=1).mean(), {}
 
     def __repr__(self) -> str:
-        return f"FlowMatchingLoss({self.coupling!r}, time_power={self.time_power:g})"
+        dropout = f", class_dropout={self.class_dropout:g}" if self.class_dropout else ""
+        return (f"FlowMatchingLoss({self.coupling!r}, time_power={self.time_power:g}"
+                f"{dropout})")

@@ -22,7 +22,10 @@ __all__ = ["ODESampler"]
 
 
 def _check(name: str, value: object, allowed: str) -> None:
-    if name.endswith("dt"):
+    if name == "guidance":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 20:
+            raise ValueError(f"guidance must be a number in [0, 20], got {value!r}")
+    elif name.endswith("dt"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
             raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
     elif value not in METHODS:
@@ -38,6 +41,11 @@ class ODESampler:
         method: ``"euler"`` (Alg. 2), ``"midpoint"`` or ``"rk4"``.
         nll_dt: the step of the likelihood's backward solve.
         nll_method: its method (RK4 keeps the likelihood accurate).
+        guidance: the weight :math:`w` of classifier-free guidance for a class-conditional
+            model trained with ``class_dropout`` (:meth:`~flows_src.velocity.VelocityNet.\
+as_velocity`); 0, the exercise, integrates the network as it is. It changes the field that
+            every solve integrates, so the likelihood too is that of the guided sampler's
+            distribution.
 
     Example:
         >>> import torch
@@ -50,6 +58,7 @@ class ODESampler:
     method: str = "euler"
     nll_dt: float = 0.01
     nll_method: str = "rk4"
+    guidance: float = 0.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

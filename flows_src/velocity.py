@@ -7,8 +7,11 @@ An MLP of ``n_linear`` Linear layers of width ``hidden`` with LeakyReLU between 
 :math:`j = 0..m-1`); time is a feature of the network, the same weights serve every
 :math:`t`. With ``n_classes`` set, the class goes through
 ``nn.Embedding(n_classes, embed_dim)`` and the first Linear layer mixes
-:math:`[x_t, t, e(c)]` (Sec. 4.3, conditional flow matching). What it is trained on is
-:mod:`flows_src.fm_loss`; how it is integrated, :mod:`flows_src.sampler`.
+:math:`[x_t, t, e(c)]` (Sec. 4.3, conditional flow matching). With ``null_class`` it also
+learns a "no class" embedding :math:`e(\varnothing)`, trained on the labels the objective
+drops, so that it can be sampled with classifier-free guidance (Ho & Salimans 2022):
+:math:`v_t(x_t \mid c) + w\,(v_t(x_t \mid c) - v_t(x_t \mid \varnothing))`. What it is trained on
+is :mod:`flows_src.fm_loss`; how it is integrated, :mod:`flows_src.sampler`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ class VelocityNet(nn.Module):
             :math:`x_t` (0: none; see :class:`~flows_src.config.VelocityConfig`).
         n_classes: ``None`` for the unconditional network, else the number of classes.
         embed_dim: size of the class embedding.
+        null_class: the conditional network also has a "no class" embedding (zeros at the
+            start, created after the Linear layers so that the other initial weights are
+            those without it), for training with dropped labels and sampling with guidance.
 
     Example:
         >>> net = VelocityNet(n_classes=5)
@@ -45,8 +51,10 @@ class VelocityNet(nn.Module):
 
     def __init__(self, hidden: int = 64, n_linear: int = 5, negative_slope: float = 0.01,
                  time_features: int = 0, n_classes: int | None = None, embed_dim: int = 8,
-                 space_features: int = 0):
+                 space_features: int = 0, null_class: bool = False):
         super().__init__()
+        if null_class and n_classes is None:
+            raise ValueError("null_class needs a class-conditional network (n_classes set)")
         self.n_classes, self.embed_dim = n_classes, embed_dim
         conditional = n_classes is not None
         # created before the Linear layers: the order of the initial weights' random draws
@@ -60,12 +68,14 @@ class VelocityNet(nn.Module):
                 layers.append(nn.LeakyReLU(negative_slope))
             layers.append(nn.Linear(fan_in, fan_out))
         self.net = nn.Sequential(*layers)
+        self.null_embedding = nn.Parameter(torch.zeros(1, embed_dim)) if null_class else None
         self.register_buffer("frequencies", math.pi * torch.arange(1, time_features + 1).float(),
                              persistent=False)
         self.register_buffer("octaves", math.pi / 2 * 2.0 ** torch.arange(space_features),
                              persistent=False)
 
-    def forward(self, x_t: Tensor, t: Tensor | float, c: Tensor | int | None = None) -> Tensor:
+    def forward(self, x_t: Tensor, t: Tensor | float, c: Tensor | int | None = None,
+                dropped: Tensor | None = None) -> Tensor:
         r"""The velocity :math:`v_t(x_t \mid c)`, ``(n, 2)``.
 
         Arguments:
@@ -73,12 +83,20 @@ class VelocityNet(nn.Module):
             t: times, ``(n,)``, or one time for all points (a float or a 0-d tensor).
             c: class labels in ``[0, n_classes - 1]``, ``(n,)`` or one int for all points;
                 required by the conditional network, ``None`` for the unconditional one.
+            dropped: bool ``(n,)``: the points whose label is dropped, so that they get the
+                "no class" embedding (a network with ``null_class`` only).
         """
         n = x_t.shape[0]
         t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device)
         if t.ndim == 0:
             t = t.expand(n)
-        return self._velocity(x_t, t, self.embed(c, n, x_t.device))
+        embedded = self.embed(c, n, x_t.device)
+        if dropped is not None:
+            if self.null_embedding is None:
+                raise ValueError("dropped needs a network with a null class (null_class=True)")
+            embedded = torch.where(dropped[:, None], self.null_embedding,
+                                   embedded.expand(n, -1))
+        return self._velocity(x_t, t, embedded)
 
     def _velocity(self, x_t: Tensor, t: Tensor, embedded: Tensor | None) -> Tensor:
         features = [x_t, t[:, None]]
@@ -121,7 +139,7 @@ class VelocityNet(nn.Module):
         return self.embedding(c)
 
     def as_velocity(self, c: Tensor | int | None = None, n: int | None = None, *,
-                    embedding: Tensor | None = None) -> Velocity:
+                    embedding: Tensor | None = None, guidance: float = 0.0) -> Velocity:
         r"""The network as a :data:`flows_src.ode.Velocity` ``v(x_t, t)`` for class ``c``,
         checked and embedded once here rather than at every solver step.
 
@@ -132,6 +150,9 @@ class VelocityNet(nn.Module):
                 ``(1, embed_dim)``: one that no label has, e.g. a new class learned with the
                 network frozen (:func:`flows_src.steering.learn_embedding`). Gradients flow
                 into it.
+            guidance: the weight :math:`w \ge 0` of classifier-free guidance,
+                :math:`v(x_t \mid c) + w\,(v(x_t \mid c) - v(x_t \mid \varnothing))`; 0 is the
+                network itself, anything else needs the null class (``null_class=True``).
         """
         if embedding is not None:
             if self.n_classes is None or c is not None:
@@ -139,6 +160,26 @@ class VelocityNet(nn.Module):
             if embedding.shape != (1, self.embed_dim):
                 raise ValueError(f"embedding must have shape (1, {self.embed_dim}), "
                                  f"got {tuple(embedding.shape)}")
-            return lambda x_t, t: self._velocity(x_t, t, embedding)
-        embedded = self.embed(c, n, next(self.parameters()).device)
-        return lambda x_t, t: self._velocity(x_t, t, embedded)
+            embedded = embedding
+        else:
+            embedded = self.embed(c, n, next(self.parameters()).device)
+        if not guidance:
+            return lambda x_t, t: self._velocity(x_t, t, embedded)
+        if self.n_classes is None:
+            raise ValueError("guidance is for the class-conditional model")
+        if self.null_embedding is None:
+            raise ValueError("guidance needs a network trained with dropped labels "
+                             "(class_dropout > 0, which gives it a null class)")
+        return self._guided(embedded, guidance)
+
+    def _guided(self, embedded: Tensor, guidance: float) -> Velocity:
+        def velocity(x_t: Tensor, t: Tensor) -> Tensor:
+            n = x_t.shape[0]
+            # one pass of the network over both halves: the class's and the null class's
+            both = torch.cat([embedded.expand(n, -1), self.null_embedding.expand(n, -1)])
+            t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device)
+            t = t.expand(n) if t.ndim == 0 else t
+            v_c, v_null = self._velocity(torch.cat([x_t, x_t]), torch.cat([t, t]),
+                                         both).chunk(2)
+            return v_c + guidance * (v_c - v_null)
+        return velocity

@@ -60,6 +60,8 @@ def test_a_saved_run_comes_back_whole():
     (FMConfig, {"time_features": -1}, "^time_features must be an integer >= 0"),
     (FMConfig, {"space_features": -1}, "^space_features must be an integer >= 0"),
     (FMConfig, {"time_power": 0}, r"^time_power must be a number in \(0, 10\]"),
+    (FMConfig, {"class_dropout": 1}, r"^class_dropout must be a number in \[0, 1\), got 1$"),
+    (FMConfig, {"guidance": -1}, r"^guidance must be a number in \[0, 20\], got -1$"),
     (FMConfig, {"dt": 0}, r"^dt must be a number in \(0, 1\], got 0$"),
     (FMConfig, {"method": "heun"}, "^method must be one of 'euler', 'midpoint', 'rk4'"),
     (FMConfig, {"batch_size": 10, "n_points": 5}, r"^batch_size must be <= n_points \(5\)"),

@@ -223,3 +223,23 @@ def test_straightness_of_known_paths():
     assert path_length_ratio(squared) == pytest.approx(1)
     # Backward in time (t from 1 to 0) is the same path.
     assert straightness(squared.flip(0), times.flip(0)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_class_dropout_gives_a_guidable_model_and_guidance_moves_every_solve():
+    fm = model(dataclasses.replace(CONDITIONAL, objective=dataclasses.replace(
+        CONDITIONAL.objective, class_dropout=0.2)))
+    assert fm.objective.class_dropout == 0.2 and fm.net.null_embedding is not None
+    with torch.no_grad():
+        fm.net.null_embedding.normal_()
+    guided = fm.with_sampler(guidance=1.5, dt=0.1, nll_dt=0.1)
+    x_1 = torch.randn(6, 2)
+    field = fm.net.as_velocity(2, guidance=1.5)
+    torch.testing.assert_close(guided.log_prob(x_1, 2), log_prob(field, x_1, dt=0.1))
+    noise = torch.randn(6, 2)
+    torch.testing.assert_close(guided.solve(noise, c=2).y, solve(field, noise, dt=0.1).y)
+    assert not torch.allclose(guided.solve(noise, c=2).y, fm.with_sampler(dt=0.1).solve(
+        noise, c=2).y)
+    with pytest.raises(ValueError, match="^class_dropout needs a class-conditional model"):
+        FlowMatching(FMConfig(hidden=8, n_linear=2, class_dropout=0.1))
+    with pytest.raises(ValueError, match="^guidance needs a network trained with dropped"):
+        model(CONDITIONAL).with_sampler(guidance=1.0).sample(2, c=0)

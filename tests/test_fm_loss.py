@@ -104,3 +104,27 @@ def test_time_power_draws_later_times_in_the_same_order():
     t = 1 - (1 - u) ** 3
     by_hand = (v_net(t[:, None] * x_1 + (1 - t[:, None]) * x_0, t) - (x_1 - x_0)).square()
     torch.testing.assert_close(loss, by_hand.sum(1).mean())
+
+
+def test_class_dropout_drops_labels_in_a_third_draw():
+    v_net = net(**CONDITIONAL, null_class=True)
+    with torch.no_grad():
+        v_net.null_embedding.normal_()
+    x_1, c = torch.randn(64, 2), torch.arange(64) % 5
+    torch.manual_seed(7)
+    loss, _ = FlowMatchingLoss(class_dropout=0.3)(v_net, x_1, c)
+    torch.manual_seed(7)
+    x_0, t = torch.randn(64, 2), torch.rand(64)
+    dropped = torch.rand(64) < 0.3
+    assert 0 < dropped.sum() < 64
+    x_t = t[:, None] * x_1 + (1 - t[:, None]) * x_0
+    v = torch.where(dropped[:, None], v_net._velocity(x_t, t, v_net.null_embedding),
+                    v_net(x_t, t, c))
+    torch.testing.assert_close(loss, (v - (x_1 - x_0)).square().sum(1).mean())
+    # no dropout (the exercise's): two draws only, so the spec runs keep their numbers
+    torch.manual_seed(7)
+    FlowMatchingLoss(class_dropout=0.0)(v_net, x_1, c)
+    after = torch.rand(1)
+    torch.manual_seed(7)
+    torch.randn(64, 2), torch.rand(64)
+    assert torch.equal(after, torch.rand(1))

@@ -167,3 +167,15 @@ def test_beyond_records_how_steadily_every_model_trained(papermill_runs):
         clips = experiments.config(family, preset).max_grad_norm is not None
         assert clips or summary["clipped_steps"] == 0
     assert (out / "beyond_steadiness.png").is_file()
+
+
+def test_beyond_samples_the_strong_conditional_model_at_several_guidance_weights(
+        papermill_runs):
+    rows = json.loads((papermill_runs / "beyond" / "seed-0" / "metrics.json").read_text()
+                      )["guidance"]
+    assert [row["guidance"] for row in rows] == [0.0, 0.25, 0.5, 1.0, 2.0]
+    assert experiments.config("cfm", "strong").sampler.guidance in [r["guidance"] for r in rows]
+    for row in rows:
+        assert 0 <= row["worst_class"] <= row["accuracy"] <= row["in_band"] <= 1
+    # the weights change the samples: the same network, noise and classes give other points
+    assert len({(row["accuracy"], row["in_band"]) for row in rows}) > 1

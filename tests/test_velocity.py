@@ -124,3 +124,49 @@ def test_space_features_add_octaves_of_each_coordinate(fields):
     assert set(v_net.state_dict()) == set(net(**fields).state_dict())
     # none by default: the exercise's network, its first layer fed (x_t, t) alone
     assert net(**fields).net[0].in_features == 3 + (fields["embed_dim"] if conditional else 0)
+
+
+def test_null_class_adds_one_zero_embedding_and_keeps_the_other_weights():
+    plain, nulled = net(**CONDITIONAL), net(**CONDITIONAL, null_class=True)
+    extra = set(nulled.state_dict()) - set(plain.state_dict())
+    assert extra == {"null_embedding"}
+    assert torch.equal(nulled.null_embedding, torch.zeros(1, 4))
+    for name, value in plain.state_dict().items():
+        assert torch.equal(value, nulled.state_dict()[name]), name
+    with pytest.raises(ValueError, match="^null_class needs a class-conditional network"):
+        VelocityNet(null_class=True)
+
+
+def test_dropped_points_get_the_null_embedding():
+    v_net = net(**CONDITIONAL, null_class=True)
+    with torch.no_grad():
+        v_net.null_embedding.normal_()
+    x_t, t, c = torch.randn(6, 2), torch.rand(6), torch.tensor([0, 1, 2, 3, 4, 0])
+    dropped = torch.tensor([True, False, True, False, False, True])
+    got = v_net(x_t, t, c, dropped)
+    kept = v_net(x_t, t, c)
+    null = v_net._velocity(x_t, t, v_net.null_embedding)
+    torch.testing.assert_close(got[~dropped], kept[~dropped])
+    torch.testing.assert_close(got[dropped], null[dropped])
+    assert not torch.allclose(got[dropped], kept[dropped])
+    with pytest.raises(ValueError, match="^dropped needs a network with a null class"):
+        net(**CONDITIONAL)(x_t, t, c, dropped)
+
+
+def test_guidance_extrapolates_from_the_null_class():
+    v_net = net(**CONDITIONAL, null_class=True)
+    with torch.no_grad():
+        v_net.null_embedding.normal_()
+    x_t, t = torch.randn(5, 2), torch.rand(5)
+    v_c = v_net(x_t, t, 3)
+    v_null = v_net(x_t, t, 3, torch.ones(5, dtype=torch.bool))
+    for w in (0.0, 0.5, 2.0):
+        expected = v_c + w * (v_c - v_null)
+        torch.testing.assert_close(v_net.as_velocity(3, guidance=w)(x_t, t), expected)
+    embedding = v_net.embedding.weight[3:4]
+    torch.testing.assert_close(v_net.as_velocity(embedding=embedding, guidance=2.0)(x_t, t),
+                               v_c + 2.0 * (v_c - v_null))
+    with pytest.raises(ValueError, match="^guidance needs a network trained with dropped"):
+        net(**CONDITIONAL).as_velocity(3, guidance=1.0)
+    with pytest.raises(ValueError, match="^guidance is for the class-conditional model"):
+        net(**SMALL).as_velocity(guidance=1.0)
