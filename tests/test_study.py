@@ -92,3 +92,20 @@ def test_candidates_fit_their_space_and_run_first(tmp_path, monkeypatch):
     study = optuna.load_study(study_name="tiny", storage=tool.storage_of(None, tmp_path, "tiny"))
     params = [t.params for t in study.trials]
     assert params[0] == candidate and candidate not in params[1:]
+
+
+def test_a_field_the_space_gained_later_shows_what_the_older_trials_ran_with():
+    definition = tool.Study("cfm", "x", space={"hidden": [16], "class_dropout": [0.0, 0.1],
+                                               "guidance": [0.0, 0.5]})
+    config = {"model": {"hidden": 16}, "objective": {"class_dropout": 0.0}}
+    rows = [{"trial": 0, "pareto": True, "shortfall": 0.1, "train_seconds": 1.0,
+             "accuracy": 0.9, "in_band": 0.95, "epochs": 1, "params": {"hidden": 16},
+             "config": config},
+            {"trial": 1, "pareto": True, "shortfall": 0.05, "train_seconds": 2.0,
+             "accuracy": 0.95, "in_band": 0.97, "epochs": 2,
+             "params": {"hidden": 16, "class_dropout": 0.1},
+             "config": {**config, "objective": {"class_dropout": 0.1}}}]
+    lines = tool.markdown(rows, definition, "x").splitlines()
+    # trial 0's config had no guidance yet (the field came later): the default, 0
+    assert lines[-2].endswith("| 1 | 16 | 0 | 0 |")
+    assert lines[-1].endswith("| 2 | 16 | 0.1 | 0 |")

@@ -474,14 +474,20 @@ def markdown(rows: list[dict], definition: Study, name: str) -> str:
     """The trials as a markdown table, the Pareto front first (each sorted by time)."""
     measures = ["accuracy", "in_band"] if definition.family == "cfm" else ["in_band", "gap"]
     params = list(definition.space)
+    defaults = experiments.config(definition.family, "spec").flat()
     head = ["trial", "front", "shortfall", "train s", *measures, "epochs", *params]
     lines = [f"# Study {name}: {definition.about}", "",
              f"shortfall = {'1 - accuracy' if definition.family == 'cfm' else '1 - in-band + gap'}"
              f"; front: the best trade-offs of shortfall against training seconds", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
+        # a field the space gained after a trial ran: the value its config had, or, for a
+        # field the config did not have yet, the default (the behaviour before the field)
+        ran_with = {**defaults, **{name: value for part in (r["config"] or {}).values()
+                                   if isinstance(part, dict) for name, value in part.items()}}
         cells = [r["trial"], "*" if r["pareto"] else "", r["shortfall"], r["train_seconds"],
-                 *(r[m] for m in measures), r["epochs"], *(r["params"].get(p) for p in params)]
+                 *(r[m] for m in measures), r["epochs"],
+                 *(r["params"].get(p, ran_with.get(p)) for p in params)]
         lines.append("| " + " | ".join(map(_value, cells)) + " |")
     return "\n".join(lines) + "\n"
 
