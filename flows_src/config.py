@@ -244,6 +244,10 @@ class _Run:
             object.__setattr__(self, f.name, dataclasses.replace(part, **own) if own else part)
         if values:
             raise ValueError(f"{type(self).__name__} has no field(s) {', '.join(sorted(values))}")
+        self._check_parts()
+
+    def _check_parts(self) -> None:
+        """Checks that need two parts (each part checks its own fields)."""
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -302,6 +306,13 @@ class FMConfig(_Run):
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     sampler: ODESampler = field(default_factory=ODESampler)
+
+    def _check_parts(self) -> None:
+        if self.objective.class_dropout and self.model.n_classes is None:
+            raise ValueError("class_dropout needs a class-conditional model (n_classes set)")
+        if self.sampler.guidance and not self.objective.class_dropout:
+            raise ValueError("guidance needs a model trained with dropped labels "
+                             "(class_dropout > 0)")
 
 
 def config_from_dict(cls: type, values: dict) -> NFConfig | FMConfig | TrainingConfig:

@@ -172,12 +172,14 @@ def describe(config: NFConfig | FMConfig) -> str:
             text += (f" and the class through nn.Embedding({m.n_classes}, "
                      f"{m.embed_dim}), mixed with (x_t, t) by the first Linear layer")
         text += f". {training}; sampling by Euler steps of dt = {config.sampler.dt:g}."
-        if config.sampler.guidance:
+        if config.objective.class_dropout:
             w = f"{config.sampler.guidance:g}"
             text += (f" Trained with {config.objective.class_dropout:.0%} of the labels "
                      f"replaced by a learned 'no class' embedding, so the same network also "
-                     f"gives the unconditional velocity v(x_t); sampled with classifier-free "
-                     f"guidance (Ho & Salimans 2022), v(x_t | c) + {w} (v(x_t | c) - v(x_t)).")
+                     f"gives the unconditional velocity v(x_t); " + (
+                         f"sampled with classifier-free guidance (Ho & Salimans 2022), "
+                         f"v(x_t | c) + {w} (v(x_t | c) - v(x_t))." if config.sampler.guidance
+                         else "sampled without guidance (w = 0)."))
     # the exercise gives no spline (bins, bound) and no likelihood solver (nll_dt, nll_method);
     # a spline flow has no log-scale bound
     unused = {"seed", "compile", "n_val", "bins", "bound", "nll_dt", "nll_method"} | (

@@ -57,9 +57,7 @@ class FlowMatching(nn.Module):
     def __init__(self, config: FMConfig | None = None):
         super().__init__()
         self.config = config = config or FMConfig()
-        dropout = config.objective.class_dropout
-        if dropout and config.model.n_classes is None:
-            raise ValueError("class_dropout needs a class-conditional model (n_classes set)")
+        dropout = config.objective.class_dropout  # FMConfig checks it is conditional
         self.net = VelocityNet(**dataclasses.asdict(config.model), null_class=dropout > 0)
         # OT-CFM pairs within the minibatch: blocks of the training batch's size
         self.objective = FlowMatchingLoss(coupling(config.objective.coupling, config.batch_size),

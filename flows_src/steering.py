@@ -138,7 +138,8 @@ def learn_embedding(model: FlowMatching, target: Tensor, *, steps: int = 3000,
     embedding = model.net.embedding.weight.detach().mean(0, keepdim=True).clone()
     embedding.requires_grad_(True)
     optimizer = torch.optim.Adam([embedding], lr=lr)
-    velocity = model.as_velocity(embedding=embedding)
+    # the network's own field, as Eq. 16 trains it: no guidance (the sampler's setting)
+    velocity = model.net.as_velocity(embedding=embedding)
     frozen = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)

@@ -98,3 +98,19 @@ def test_a_new_class_embedding_is_learned_with_the_network_frozen():
     assert (new - target).norm(dim=1).median() < 0.5 * old
     with pytest.raises(ValueError, match="shape"):
         model.as_velocity(embedding=torch.zeros(2, config.model.embed_dim))
+
+
+def test_a_new_class_is_learned_on_the_network_s_own_field_whatever_the_guidance():
+    # Eq. 16 trains the network's field: the sampler's guidance must not enter the fit
+    config = FMConfig(hidden=16, n_linear=3, n_classes=5, class_dropout=0.1)
+    torch.manual_seed(0)
+    model = FlowMatching(config)
+    with torch.no_grad():
+        model.net.null_embedding.normal_()
+    target = torch.tensor([[4.0, 5.0]])
+    plain, plain_losses = learn_embedding(model, target, steps=20,
+                                          generator=torch.Generator().manual_seed(0))
+    guided, guided_losses = learn_embedding(model.with_sampler(guidance=2.0), target, steps=20,
+                                            generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(guided, plain)
+    assert guided_losses == plain_losses

@@ -109,3 +109,18 @@ def test_a_field_the_space_gained_later_shows_what_the_older_trials_ran_with():
     # trial 0's config had no guidance yet (the field came later): the default, 0
     assert lines[-2].endswith("| 1 | 16 | 0 | 0 |")
     assert lines[-1].endswith("| 2 | 16 | 0.1 | 0 |")
+
+
+def test_a_point_no_config_allows_is_pruned_before_training(tmp_path, monkeypatch):
+    # guidance without dropped labels: nothing to guide with; the worker goes on
+    trained = []
+    monkeypatch.setattr(tool, "train", lambda *a, **k: trained.append(1))
+    args = tool.parser().parse_args(["--name", "cfm", "--runs-root", str(tmp_path), *TINY])
+    objective = tool.make_objective(tool.STUDIES["cfm"], args)
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    point = {**tool.STUDIES["cfm"].candidates[-1], "class_dropout": 0.0, "guidance": 0.5}
+    study.enqueue_trial(point)
+    study.optimize(objective, n_trials=1)
+    (trial,) = study.trials
+    assert trial.state == optuna.trial.TrialState.PRUNED and not trained
+    assert trial.user_attrs["error"].startswith("guidance needs a model trained with dropped")

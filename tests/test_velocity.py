@@ -170,3 +170,16 @@ def test_guidance_extrapolates_from_the_null_class():
         net(**CONDITIONAL).as_velocity(3, guidance=1.0)
     with pytest.raises(ValueError, match="^guidance is for the class-conditional model"):
         net(**SMALL).as_velocity(guidance=1.0)
+
+
+def test_guidance_with_a_class_per_point():
+    v_net = net(**CONDITIONAL, null_class=True)
+    with torch.no_grad():
+        v_net.null_embedding.normal_()
+    x_t, t, c = torch.randn(6, 2), torch.rand(6), torch.tensor([4, 0, 1, 1, 3, 2])
+    v_c, v_null = v_net(x_t, t, c), v_net(x_t, t, c, torch.ones(6, dtype=torch.bool))
+    torch.testing.assert_close(v_net.as_velocity(c, 6, guidance=0.5)(x_t, t),
+                               v_c + 0.5 * (v_c - v_null))
+    # each point's class only: a point alone gives the value it has among the others
+    alone = v_net.as_velocity(c[2:3], 1, guidance=0.5)(x_t[2:3], t[2:3])
+    torch.testing.assert_close(alone, (v_c + 0.5 * (v_c - v_null))[2:3])

@@ -302,10 +302,15 @@ def make_objective(definition: Study, args: argparse.Namespace):
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         params = {name: suggest(trial, name, spec) for name, spec in definition.space.items()}
         share = params.pop(SHARE, 1.0)
+        try:
+            config = dataclasses.replace(
+                experiments.config(family, "spec"), **definition.fixed, **params,
+                n_points=args.n_points, n_val=args.n_val, seed=args.seed, compile=False)
+        except ValueError as error:  # a point of the space no config allows (guidance
+            # without dropped labels): pruned before any training, so the sampler learns it
+            trial.set_user_attr("error", str(error))
+            raise optuna.TrialPruned(str(error)) from None
         train_data, val, standardizer = data(family, args.n_points, args.n_val, args.seed)
-        config = dataclasses.replace(
-            experiments.config(family, "spec"), **definition.fixed, **params,
-            n_points=args.n_points, n_val=args.n_val, seed=args.seed, compile=False)
         steps_per_epoch = args.n_points // config.batch_size
         step_seconds = seconds_per_step(config, train_data)
         epochs = plan_epochs(share * args.budget_seconds, step_seconds, steps_per_epoch)
