@@ -251,8 +251,8 @@ else:
         per_class, accuracy = metrics.conditional_accuracy(samples, classes, cfm_standardizer)
         guidance_rows.append([w, accuracy, metrics.in_band_fraction(samples, cfm_standardizer),
                               per_class.min()])
-    print(metrics.format_table(guidance_rows, ["guidance w", "accuracy", "in-band",
-                                               "worst class"]))
+    print(metrics.format_table([[f"{row[0]:g}", *row[1:]] for row in guidance_rows],
+                               ["guidance w", "accuracy", "in-band", "worst class"]))
     accuracy_at = {row[0]: row[1] for row in guidance_rows}
     best = max(accuracy_at, key=accuracy_at.get)
     largest = max(accuracy_at)
