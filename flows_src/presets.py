@@ -63,13 +63,14 @@ LADDERS["cfm"] = [("wider network (hidden 64 -> 192)", {"hidden": 192}), *LADDER
 #: conditional, hidden 192 with 4 octaves, 96 epochs: accuracy 0.9846 (hidden 128, 195
 #: epochs: 0.9846; 6 octaves: 0.9800 at 192, 0.9848 at 128; without: 0.9806); the same network
 #: trained with 10% of its labels dropped and sampled with classifier-free guidance of weight
-#: 0.5, 95 epochs: accuracy 0.9930 (the weight from a trial script on seed 0: 0.980 unguided,
-#: 0.990 at w = 0.25, 0.993 at 0.5, 0.989 at 1, 0.955 at 2; 20% dropped: 0.987 at 0.5).
+#: 0.5, 95 epochs: accuracy 0.9930 (the weight the best of 0, 0.25, 0.5, 1, 2 in a trial on
+#: seed 0; the beyond notebook's guidance table repeats that comparison for each seed).
 #: Their lengths stay those of the round before, cut then to about 280 s of two notebooks
 #: side by side from the seconds the notebooks measured there (180 epochs of the first took
 #: 309 s, 110 of the second 352 s): a trial's epochs come from a few timed steps and can
-#: overrun its budget. With the features they trained 243-286 s and 258-291 s in the last
-#: sweep (seeds 0-4), before the conditional model's guidance.
+#: overrun its budget. In the round's last sweep (seeds 0-4, with guidance) they trained
+#: 246-285 s and 268-308 s: seed 3's conditional model 8 s over budget, on a machine then
+#: about 12% slower for every model; 85 epochs leave too thin a margin.
 TRAINING: dict[str, dict] = {
     "nf": {"epochs": 24},
     "fm": {"epochs": 165},
