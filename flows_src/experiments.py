@@ -27,7 +27,7 @@ from flows_src.sampler import ODESampler
 from flows_src.training import load_checkpoint
 
 __all__ = ["FAMILIES", "NOTEBOOKS", "config", "ladder", "build", "load_run", "evaluate",
-           "describe"]
+           "evaluate_conditional", "describe"]
 
 #: The model families, each by its model class, whose ``config_class`` is the family's config
 #: class (``"cfm"``: class-conditional flow matching). A new family is a row here and its
@@ -129,6 +129,19 @@ def evaluate(model: DensityModel, x_val: Tensor, standardizer: Standardizer, *,
         samples = model.sample(n_samples, torch.Generator().manual_seed(seed))
         nll = metrics.nll(model.log_prob, x_val if model.exact_likelihood else x_val[:n_nll])
     return {"nll": nll, "gap": nll - rings.data_entropy(),
+            "in_band": metrics.in_band_fraction(samples, standardizer)}
+
+
+def evaluate_conditional(model: FlowMatching, standardizer: Standardizer, *,
+                         n_per_class: int, seed: int) -> dict:
+    """A class-conditional model sampled with its own sampler, ``n_per_class`` points of each
+    class from noise seeded with ``seed``: ``accuracy`` (the share in their own ring's band),
+    ``per_class`` ``(n_classes,)``, ``in_band`` (in any band) and the ``samples``."""
+    classes = torch.arange(model.net.n_classes).repeat_interleave(n_per_class)
+    with torch.no_grad():
+        samples = model.sample(len(classes), torch.Generator().manual_seed(seed), c=classes)
+    per_class, accuracy = metrics.conditional_accuracy(samples, classes, standardizer)
+    return {"accuracy": accuracy, "per_class": per_class, "samples": samples,
             "in_band": metrics.in_band_fraction(samples, standardizer)}
 
 

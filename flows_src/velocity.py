@@ -27,6 +27,12 @@ from flows_src.ode import Velocity
 __all__ = ["VelocityNet"]
 
 
+def _per_point(t: Tensor | float, x_t: Tensor) -> Tensor:
+    """Times ``(n,)`` for the ``n`` points ``x_t``: ``t`` itself, or one time repeated."""
+    t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device)
+    return t.expand(x_t.shape[0]) if t.ndim == 0 else t
+
+
 class VelocityNet(nn.Module):
     r"""The learned velocity :math:`v_t(x_t \mid c)` (Eq. 11-16).
 
@@ -87,9 +93,7 @@ class VelocityNet(nn.Module):
                 "no class" embedding (a network with ``null_class`` only).
         """
         n = x_t.shape[0]
-        t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device)
-        if t.ndim == 0:
-            t = t.expand(n)
+        t = _per_point(t, x_t)
         embedded = self.embed(c, n, x_t.device)
         if dropped is not None:
             if self.null_embedding is None:
@@ -177,8 +181,7 @@ class VelocityNet(nn.Module):
             n = x_t.shape[0]
             # one pass of the network over both halves: the class's and the null class's
             both = torch.cat([embedded.expand(n, -1), self.null_embedding.expand(n, -1)])
-            t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device)
-            t = t.expand(n) if t.ndim == 0 else t
+            t = _per_point(t, x_t)
             v_c, v_null = self._velocity(torch.cat([x_t, x_t]), torch.cat([t, t]),
                                          both).chunk(2)
             return v_c + guidance * (v_c - v_null)

@@ -232,7 +232,7 @@ for family in ("nf", "fm"):
 # notebook's accuracy, with the exercise's 1,000 Euler steps, is in the first table).
 
 # %%
-cfm, _, cfm_result = runs["cfm", "strong"]
+cfm = runs["cfm", "strong"][0]
 guidance_rows = []
 if cfm.net.null_embedding is None:
     print("The strong conditional model was trained without dropped labels: no guidance.")
@@ -241,16 +241,13 @@ else:
     _, _, _, cfm_standardizer = create_olympic_rings(
         cfm.config.n_points + cfm.config.n_val, verbose=False, seed=seed,
         return_standardizer=True)
-    classes = torch.arange(5).repeat_interleave(max(1, n_eval // 5))
     preset_w = experiments.config("cfm", "strong").sampler.guidance
     for w in sorted({0.0, 0.25, 0.5, 1.0, 2.0, preset_w}):
         guided = cfm.with_sampler(ODESampler(dt=1 / 50, method="midpoint", guidance=w))
-        with torch.no_grad():
-            samples = guided.sample(len(classes), torch.Generator().manual_seed(seed + 100),
-                                    c=classes)
-        per_class, accuracy = metrics.conditional_accuracy(samples, classes, cfm_standardizer)
-        guidance_rows.append([w, accuracy, metrics.in_band_fraction(samples, cfm_standardizer),
-                              per_class.min()])
+        result = experiments.evaluate_conditional(guided, cfm_standardizer, seed=seed + 100,
+                                                  n_per_class=max(1, n_eval // 5))
+        guidance_rows.append([w, result["accuracy"], result["in_band"],
+                              result["per_class"].min()])
     print(metrics.format_table([[f"{row[0]:g}", *row[1:]] for row in guidance_rows],
                                ["guidance w", "accuracy", "in-band", "worst class"]))
     accuracy_at = {row[0]: row[1] for row in guidance_rows}

@@ -253,11 +253,9 @@ def score(family: str, model, val: tuple, standardizer, seed: int, n_eval: int,
     model.eval()
     x_val = val[0]
     if family == "cfm":
-        classes = torch.arange(5).repeat_interleave(max(1, n_eval // 5))
-        samples = model.sample(len(classes), generator, c=classes)
-        _, accuracy = metrics.conditional_accuracy(samples, classes, standardizer)
-        return {"accuracy": accuracy,
-                "in_band": metrics.in_band_fraction(samples, standardizer)}
+        result = experiments.evaluate_conditional(model, standardizer, seed=seed + 100,
+                                                  n_per_class=max(1, n_eval // 5))
+        return {"accuracy": result["accuracy"], "in_band": result["in_band"]}
     if family == "nf":
         with torch.no_grad():
             samples = model.sample(n_eval, generator)
