@@ -151,9 +151,10 @@ print(f"{sum(r['own'] == 0 for r in check)} of 5 points end inside their own rin
 # 1,000 points per class, coloured by the class they were sampled with; the table gives
 # the share of class-$k$ samples that land in ring $k$'s band.
 
-classes = torch.arange(5).repeat_interleave(n_per_class)
-samples = model.sample(len(classes), torch.Generator().manual_seed(seed + 100), c=classes)
-per_class, accuracy = metrics.conditional_accuracy(samples, classes, standardizer)
+q3 = experiments.evaluate_conditional(model, standardizer, n_per_class=n_per_class,
+                                      seed=seed + 100)
+samples, classes = q3["samples"], q3["classes"]
+per_class, accuracy = q3["per_class"], q3["accuracy"]
 fig, ax = plt.subplots(figsize=(4.8, 2.55), layout="constrained")
 plotting.classes(ax, samples, classes, s=2,
                  title=f"Q3: {len(classes):,} conditional samples, coloured by class")
@@ -228,7 +229,7 @@ write_json(out / "metrics.json", {
     "preset": preset, "config": dataclasses.asdict(config),
     "train_seconds": history.train_seconds,
     "epochs": history.epochs, "accuracy": accuracy, "accuracy_per_class": per_class,
-    "in_band": metrics.in_band_fraction(samples, standardizer), "misses": misses,
+    "in_band": q3["in_band"], "misses": misses,
     "one_per_class": {"end_raw": ends, "check": check},
     "bonus": {"attempts": bonus.table, "new_class_x0": bonus.new_x0,
               "new_class_errors": bonus.new_errors, "new_class_median": bonus.new_class_median},

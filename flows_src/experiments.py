@@ -136,13 +136,14 @@ def evaluate_conditional(model: FlowMatching, standardizer: Standardizer, *,
                          n_per_class: int, seed: int) -> dict:
     """A class-conditional model sampled with its own sampler, ``n_per_class`` points of each
     class from noise seeded with ``seed``: ``accuracy`` (the share in their own ring's band),
-    ``per_class`` ``(n_classes,)``, ``in_band`` (in any band) and the ``samples``."""
+    ``per_class`` ``(n_classes,)``, ``in_band`` (in any band), the ``samples`` and the
+    ``classes`` they were drawn with (each class's ``n_per_class`` in a row)."""
     classes = torch.arange(model.net.n_classes).repeat_interleave(n_per_class)
     with torch.no_grad():
         samples = model.sample(len(classes), torch.Generator().manual_seed(seed), c=classes)
     per_class, accuracy = metrics.conditional_accuracy(samples, classes, standardizer)
     return {"accuracy": accuracy, "per_class": per_class, "samples": samples,
-            "in_band": metrics.in_band_fraction(samples, standardizer)}
+            "classes": classes, "in_band": metrics.in_band_fraction(samples, standardizer)}
 
 
 def describe(config: NFConfig | FMConfig) -> str:

@@ -130,6 +130,24 @@ def test_evaluate_scores_both_families_alike():
         assert 0 <= scores["in_band"] <= 1 and scores["gap"] > 0  # untrained: far from H
 
 
+def test_evaluate_conditional_samples_each_class_from_seeded_noise():
+    _, standardizer = create_unconditional_olympic_rings(
+        600, verbose=False, seed=0, return_standardizer=True)
+    model = FlowMatching(FMConfig(hidden=8, n_classes=5, dt=0.25)).eval()
+    scores = experiments.evaluate_conditional(model, standardizer, n_per_class=40, seed=3)
+    assert torch.equal(scores["classes"], torch.arange(5).repeat_interleave(40))
+    expected = model.sample(200, torch.Generator().manual_seed(3), c=scores["classes"])
+    assert torch.equal(scores["samples"], expected)
+    again = experiments.evaluate_conditional(model, standardizer, n_per_class=40, seed=4)
+    assert not torch.equal(again["samples"], scores["samples"])
+    # equal counts per class: overall = mean of the classes; own band is one of the bands
+    assert scores["accuracy"] == pytest.approx(scores["per_class"].mean())
+    assert 0 <= scores["accuracy"] <= scores["in_band"] <= 1
+    raw = standardizer.inverse(scores["samples"].numpy())
+    own = rings.in_ring(raw)[range(200), scores["classes"].numpy()]
+    assert scores["accuracy"] == pytest.approx(own.mean())
+
+
 def test_describe_names_every_setting_that_differs_from_the_exercise():
     def text(family, preset="spec"):  # one line: describe wraps at 96 characters
         return " ".join(experiments.describe(experiments.config(family, preset)).split())
