@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from flows_src.config import FMConfig
 from flows_src.density import Trajectory, standard_normal
 from flows_src.fm_loss import FlowMatchingLoss, coupling
-from flows_src.ode import ODESolution, Velocity
+from flows_src.ode import LOG_PROB_CHUNK, ODESolution, Velocity
 from flows_src.sampler import ODESampler
 from flows_src.velocity import VelocityNet
 
@@ -101,8 +101,14 @@ class FlowMatching(nn.Module):
     def log_prob(self, x: Tensor, c: Tensor | int | None = None) -> Tensor:
         r""":math:`\log p_1(x \mid c)` in nats, ``(n,)``, with a standard normal :math:`p_0`,
         by the instantaneous change of variables with the sampler's ``nll_dt`` and
-        ``nll_method`` (:func:`flows_src.ode.log_prob`, Chen et al. 2018)."""
-        return self.sampler.log_prob(self.as_velocity(c, x.shape[0]), x)
+        ``nll_method`` (:func:`flows_src.ode.log_prob`, Chen et al. 2018). A class per point
+        goes with its points, chunk by chunk (:data:`flows_src.ode.LOG_PROB_CHUNK`)."""
+        velocity = self.as_velocity(c, x.shape[0])  # checks c against x
+        if not (isinstance(c, Tensor) and c.dim()) or len(x) <= LOG_PROB_CHUNK:
+            return self.sampler.log_prob(velocity, x)
+        return torch.cat([self.sampler.log_prob(self.as_velocity(c_part, len(part)), part)
+                          for part, c_part in zip(x.split(LOG_PROB_CHUNK),
+                                                  c.split(LOG_PROB_CHUNK))])
 
     def trajectory(self, x: Tensor, *, c: Tensor | int | None = None, reverse: bool = False,
                    times: Sequence[float] | Tensor | None = None) -> Trajectory:

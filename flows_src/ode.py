@@ -271,6 +271,11 @@ def standard_normal_log_prob(y: Tensor) -> Tensor:
     return -0.5 * (y.square().sum(dim=1) + y.shape[1] * math.log(2 * math.pi))
 
 
+#: Points whose likelihood :func:`log_prob` integrates together (the augmented state and the
+#: divergence's graph of one chunk are in memory at once).
+LOG_PROB_CHUNK = 16_384
+
+
 def log_prob(
     velocity: Velocity,
     x_1: Tensor,
@@ -278,7 +283,7 @@ def log_prob(
     base_log_prob: Callable[[Tensor], Tensor] = standard_normal_log_prob,
     dt: float = 0.01,
     method: str = "rk4",
-    chunk_size: int = 16_384,
+    chunk_size: int = LOG_PROB_CHUNK,
     return_nfe: bool = False,
 ) -> Tensor | tuple[Tensor, int]:
     r"""Log density :math:`\log p_1(x_1)` by the instantaneous change of variables.

@@ -10,7 +10,7 @@ import torch
 from flows_src.config import FMConfig
 from flows_src.flow_matching import FlowMatching
 from flows_src.fm_loss import FlowMatchingLoss
-from flows_src.ode import log_prob, solve
+from flows_src.ode import LOG_PROB_CHUNK, log_prob, solve
 from flows_src.path_metrics import path_length_ratio, straightness
 from flows_src.paths import OTCoupling
 from flows_src.sampler import ODESampler
@@ -126,6 +126,20 @@ def test_model_log_prob_is_the_ode_log_prob():
     expected = log_prob(lambda y, t: fm.net(y, t, c), x_1, dt=0.1)
     torch.testing.assert_close(got, expected)
     assert not torch.allclose(got, fm.log_prob(x_1, 4))
+
+
+def test_a_class_per_point_goes_with_its_points_past_one_chunk():
+    # more points than ode.log_prob integrates at once: each chunk keeps its own classes
+    fm = model(CONDITIONAL).with_sampler(nll_dt=0.5)
+    n = LOG_PROB_CHUNK + 100
+    x_1 = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    c = torch.arange(n) % 5
+    got = fm.log_prob(x_1, c)
+    assert got.shape == (n,)
+    for k in range(5):
+        torch.testing.assert_close(got[c == k], fm.log_prob(x_1[c == k], k))
+    with pytest.raises(ValueError):
+        fm.log_prob(x_1, c[:-1])
 
 
 def test_model_as_velocity_serves_a_custom_solve():
