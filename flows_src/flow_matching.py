@@ -103,12 +103,16 @@ class FlowMatching(nn.Module):
         by the instantaneous change of variables with the sampler's ``nll_dt`` and
         ``nll_method`` (:func:`flows_src.ode.log_prob`, Chen et al. 2018). A class per point
         goes with its points, chunk by chunk (:data:`flows_src.ode.LOG_PROB_CHUNK`)."""
-        velocity = self.as_velocity(c, x.shape[0])  # checks c against x
-        if not (isinstance(c, Tensor) and c.dim()) or len(x) <= LOG_PROB_CHUNK:
+        # a c that does not fit x is refused here, before it is split with x
+        velocity = self.as_velocity(c, x.shape[0])
+        per_point = c is not None and torch.as_tensor(c).dim() > 0
+        if not per_point or len(x) <= LOG_PROB_CHUNK:
             return self.sampler.log_prob(velocity, x)
+        # the field of a class per point is built for its rows: one field per chunk
         return torch.cat([self.sampler.log_prob(self.as_velocity(c_part, len(part)), part)
                           for part, c_part in zip(x.split(LOG_PROB_CHUNK),
-                                                  c.split(LOG_PROB_CHUNK))])
+                                                  torch.as_tensor(c).split(LOG_PROB_CHUNK),
+                                                  strict=True)])
 
     def trajectory(self, x: Tensor, *, c: Tensor | int | None = None, reverse: bool = False,
                    times: Sequence[float] | Tensor | None = None) -> Trajectory:

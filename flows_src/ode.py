@@ -305,7 +305,9 @@ def log_prob(
         base_log_prob: :math:`\log p_0`, ``(n, d) -> (n,)``; the standard normal by default.
         dt: the step size, in ``(0, 1]``.
         method: ``"euler"``, ``"midpoint"`` or ``"rk4"``; RK4 keeps the likelihood accurate.
-        chunk_size: points integrated together, which bounds the memory.
+        chunk_size: points integrated together, which bounds the memory; ``velocity`` is
+            called on each chunk's rows alone, so it must not depend on the row count (a
+            class per point: :meth:`flows_src.flow_matching.FlowMatching.log_prob`).
         return_nfe: also return the velocity evaluations per point.
 
     Returns:

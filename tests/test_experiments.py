@@ -2,7 +2,7 @@
 a family's config under a preset (the exercise's stays the default, ``None`` keeps a
 preset's value, the ladder climbs to the strong preset), a new family needs no preset data,
 a run's model comes back from disk as it was trained, both families are scored alike, a
-config is described."""
+conditional model is scored on seeded samples of each class, a config is described."""
 
 import dataclasses
 
@@ -133,6 +133,7 @@ def test_evaluate_scores_both_families_alike():
 def test_evaluate_conditional_samples_each_class_from_seeded_noise():
     _, standardizer = create_unconditional_olympic_rings(
         600, verbose=False, seed=0, return_standardizer=True)
+    torch.manual_seed(0)
     model = FlowMatching(FMConfig(hidden=8, n_classes=5, dt=0.25)).eval()
     scores = experiments.evaluate_conditional(model, standardizer, n_per_class=40, seed=3)
     assert torch.equal(scores["classes"], torch.arange(5).repeat_interleave(40))

@@ -129,15 +129,19 @@ def test_model_log_prob_is_the_ode_log_prob():
 
 
 def test_a_class_per_point_goes_with_its_points_past_one_chunk():
-    # more points than ode.log_prob integrates at once: each chunk keeps its own classes
-    fm = model(CONDITIONAL).with_sampler(nll_dt=0.5)
+    # more points than ode.log_prob integrates at once: each chunk keeps its own classes,
+    # guided or not, given as a tensor or a list
     n = LOG_PROB_CHUNK + 100
     x_1 = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
     c = torch.arange(n) % 5
-    got = fm.log_prob(x_1, c)
-    assert got.shape == (n,)
-    for k in range(5):
-        torch.testing.assert_close(got[c == k], fm.log_prob(x_1[c == k], k))
+    guided = dataclasses.replace(CONDITIONAL, class_dropout=0.1)
+    for fm in (model(CONDITIONAL).with_sampler(nll_dt=0.5),
+               model(guided).with_sampler(nll_dt=0.5, guidance=0.5)):
+        got = fm.log_prob(x_1, c)
+        assert got.shape == (n,)
+        for k in range(5):
+            torch.testing.assert_close(got[c == k], fm.log_prob(x_1[c == k], k))
+    torch.testing.assert_close(fm.log_prob(x_1, c.tolist()), got)
     with pytest.raises(ValueError):
         fm.log_prob(x_1, c[:-1])
 
