@@ -98,14 +98,19 @@ def paths_near_and_far(states: np.ndarray, times: np.ndarray, probe: np.ndarray,
                 ax.annotate(str(j), (x, y), xytext=(-9, 3), textcoords="offset points",
                             color="tab:purple", fontsize=7.5, zorder=6)
     axes[0].set(xlim=view[:2], ylim=view[2:])
-    inside = axes[0].scatter([], [], marker="*", s=80, color="tab:green", label="in a band")
-    outside = axes[0].scatter([], [], marker="*", s=80, color="tab:red", label="off the bands")
-    start = axes[0].scatter([], [], marker="s", s=16, color="0.5", label="start")
-    handles = [inside, outside, start]
+    # a path starts at its probe point (the star, over the path's start square) and ends at
+    # the circle; the legend sits below the panels, where it covers no path
+    inside = axes[0].scatter([], [], marker="*", s=80, color="tab:green",
+                             label="start, in a band")
+    outside = axes[0].scatter([], [], marker="*", s=80, color="tab:red",
+                              label="start, off the bands")
+    end = axes[0].scatter([], [], facecolors="none", edgecolors="k", s=40, lw=0.8,
+                          label="end (t = 0)")
+    handles = [inside, outside, end]
     if others is not None:
         handles.append(axes[0].scatter([], [], marker="x", s=40, color="tab:purple",
                                        label=others_label))
-    axes[0].legend(handles=handles, loc="lower left")
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
     if far:
         axes[1].set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]))
         axes[1].set_aspect("auto")

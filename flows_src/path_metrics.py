@@ -20,7 +20,7 @@ from flows_src.metrics import in_band_fraction
 from flows_src.rings import Standardizer
 
 __all__ = ["path_length_ratio", "path_shape", "straightness", "consistency_verdict",
-           "sliced_wasserstein", "progression"]
+           "sliced_wasserstein", "progression", "against_ends"]
 
 
 def _numpy(points: Tensor | np.ndarray) -> np.ndarray:
@@ -108,6 +108,15 @@ def progression(states, times, data: Tensor | np.ndarray, standardizer: Standard
     standardized like the states."""
     return [[float(t), in_band_fraction(state, standardizer), sliced_wasserstein(state, data)]
             for t, state in zip(times, states)]
+
+
+def against_ends(distance: float, ends: tuple[float, float]) -> str:
+    """Words for a distance to the data on the way (e.g. :func:`progression`'s largest
+    between the ends) against the distances ``ends`` at the start and at the end."""
+    first, last = ends
+    where = ("above both ends'" if distance > max(ends) else
+             "below both ends'" if distance < min(ends) else "between its ends'")
+    return f"{where}: {first:.2f} at the start, {last:.2f} at the end"
 
 
 def consistency_verdict(first: dict, second: dict, names: tuple[str, str]) -> str:

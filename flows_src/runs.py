@@ -141,8 +141,10 @@ def run_file(notebook: str, seed: int, name: str, runs_root: str | os.PathLike =
     path = run_dir(notebook, seed, runs_root, preset, create=False) / name
     if not path.is_file():
         args = f"-p seed {seed}" + ("" if preset == "spec" else f" -p preset {preset}")
+        script = f"--seed {seed}" + ("" if preset == "spec" else f" --preset {preset}")
         raise FileNotFoundError(f"{path} is missing: run the {notebook} notebook first "
-                                f"(make run NB={notebook} ARGS='{args}')")
+                                f"(make run NB={notebook} ARGS='{args}'; from the hand-in, "
+                                f"python exported/{notebook}.py {script})")
     return path
 
 

@@ -240,7 +240,7 @@ def bonus_attempts(model: FlowMatching, target: Tensor, *, c: int, dt: float,
         row(f"class {c}: reverse (4, 5), sample from it", round_trip, reversed_noise[0]),
         row(f"class {c}: ... then Newton on the noise", shot.x_1, shot.x_0[0]),
         row(f"class {c}: steer the field from t = 0.8", steered_end, x_0[0]),
-        [f"new class: median of the {n_draws:,} samples", float(new_distance.median()),
+        [f"new class: median distance of {n_draws:,} samples", float(new_distance.median()),
          "-", "-"],
         row("new class: shooting", new_shot.x_1, new_shot.x_0[0]),
     ]

@@ -3,8 +3,9 @@
 #
 # The same flow matching as the unconditional model, with the class as a third input: the
 # ring label $c \in \{0, \dots, 4\}$ goes through `nn.Embedding`, and the first Linear layer
-# mixes it with $(y, t)$. Trained on `create_olympic_rings` data (the same number of points
-# on each ring) with the objective of Eq. 16, conditioned on the class. The samplers, the
+# mixes it with $(y, t)$. Trained on `create_olympic_rings` data (generated with equally
+# many points on each ring; the random training split holds about as many of each, as
+# printed) with the objective of Eq. 16, conditioned on the class. The samplers, the
 # reverse process and the likelihood are the unconditional model's, given $c$.
 
 # %% [markdown] tags=["report-skip"]
@@ -122,7 +123,7 @@ print(metrics.format_table(
     [[k, int_to_label[k], f"({e[0]:+.2f}, {e[1]:+.2f})", row["own"],
       f"{int_to_label[row['nearest_other']]} {row['other']:.3f}", row["verdict"]]
      for k, (e, row) in enumerate(zip(ends, check))],
-    ["class", "ring", "end (ring coords)", "to own band", "nearest other band",
+    ["class", "ring", "end, raw (x, y)", "to own band", "nearest other band",
      "verdict"]))
 shared = [k for k, r in enumerate(check) if r["own"] == 0 and "also in" in r["verdict"]]
 print(f"{sum(r['own'] == 0 for r in check)} of 5 points end inside their own ring's band "

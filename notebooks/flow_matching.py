@@ -144,10 +144,13 @@ print(metrics.format_table(
 print(figures.outside_note(solution.states, xlim, ylim))
 fm_far, nf_far = max(fm_progress[1:-1], key=lambda r: r[2]), max(
     nf["progression"][1:-1], key=lambda r: r[3])
+fm_ends = (fm_progress[0][2], fm_progress[-1][2])
+nf_ends = (nf["progression"][0][3], nf["progression"][-1][3])
 print(f"On the way (between the first and last panel) the distance to the data is at most "
-      f"{fm_far[2]:.2f} for flow matching (t = {fm_far[0]:.1f}) and {nf_far[3]:.2f} for the "
-      f"normalizing flow ({nf_far[0]}); the share in a band is at most "
-      f"{max(r[1] for r in fm_progress[1:-1]):.2f} and "
+      f"{fm_far[2]:.2f} for flow matching (t = {fm_far[0]:.1f}; "
+      f"{path_metrics.against_ends(fm_far[2], fm_ends)}) and {nf_far[3]:.2f} for the "
+      f"normalizing flow ({nf_far[0]}; {path_metrics.against_ends(nf_far[3], nf_ends)}); the "
+      f"share in a band is at most {max(r[1] for r in fm_progress[1:-1]):.2f} and "
       f"{max(r[2] for r in nf['progression'][1:-1]):.2f}, against "
       f"{fm_progress[-1][1]:.2f} and {nf['progression'][-1][2]:.2f} at the end.")
 
@@ -157,14 +160,17 @@ print(f"On the way (between the first and last panel) the distance to the data i
 # distance to the data (small for the Gaussian too, which has the standardized data's mean
 # and variance). Flow matching's intermediate distributions are, by construction (Eq. 14),
 # the data shrunk by $t$ and blurred by Gaussian noise of standard deviation $1 - t$: a
-# blend of the noise and the data, produced by one network that takes $t$ as input, so
-# they stay between the two and the rings only show once the blur is thinner than a band,
-# near $t = 1$. The normalizing flow's intermediate states are not blends of anything:
-# each of its 15 layers is a different map that moves points along one axis only (a
-# coupling layer keeps $z_l$ fixed), and training constrains only the last layer's output.
-# Its middle panels are sheared and folded shapes that can stray further from the data
-# than either end (the printed maxima), and the loops they show from layer 9 on are ring
-# structure in other coordinates, which the last layers move into place.
+# blend of the noise and the data, produced by one network that takes $t$ as input, whose
+# shape changes smoothly with $t$; the rings only show once the blur is thinner than a
+# band, near $t = 1$. A blend is not in between in distance, though: with independent
+# noise and data of unit variance per coordinate, its variance is $t^2 + (1 - t)^2$, half
+# at $t = 1/2$, so the middle panels are a contracted cloud that can be further from the
+# data than either end (the sentence under the table compares them). The normalizing
+# flow's intermediate states are not blends of anything: each of its 15 layers is a
+# different map that moves points along one axis only (a coupling layer keeps $z_l$ fixed),
+# and training constrains only the last layer's output. Its middle panels are sheared and
+# folded shapes, and the loops they show from layer 9 on are ring structure in other
+# coordinates, which the last layers move into place.
 
 # %% [markdown]
 # ## Q3: Point trajectories
@@ -199,8 +205,10 @@ print(path_metrics.consistency_verdict(fm_shape, nf["path_shape"],
 # how much of its movement happens in its single busiest step (the same time grid for both).
 # Why: flow matching's velocity is one smooth function of $(y, t)$, the average of the
 # straight-line targets of all the data points a noise point could still reach, so a point
-# moves continuously and changes direction gradually, bending as that set of reachable
-# points narrows. The normalizing flow's trajectories are staircases: each layer moves a
+# moves continuously and its direction turns smoothly with $t$, as that set of reachable
+# points narrows: early on it heads for the middle of the data, later for the ring it
+# ends on, which for a noise point already near its ring is a U-turn, made in a smooth bend
+# over many steps. The normalizing flow's trajectories are staircases: each layer moves a
 # point along one axis only (a coupling layer keeps $z_l$ fixed), by an amount that varies
 # from layer to layer, so more of a path's movement is packed into a few layers and it
 # turns at every layer.
@@ -215,7 +223,7 @@ steps = [0.002, 0.02, 0.05, 0.1, 0.2]
 x_0 = torch.randn(1000, 2, generator=torch.Generator().manual_seed(seed + 20))
 quantized = {s: model.with_sampler(dt=s).solve(x_0) for s in steps}
 xlim, ylim = plotting.view(*(sol.y for sol in quantized.values()), least=plotting.DATA_VIEW)
-fig, axes = plotting.panels(len(steps), cols=3, height=1.7)
+fig, axes = plotting.panels(len(steps), cols=3, height=2.0)
 rows = []
 for ax, (s, sol) in zip(axes, quantized.items()):
     band = metrics.in_band_fraction(sol.y, standardizer)
@@ -228,6 +236,13 @@ fig.suptitle("Q4: the same noise, sampled with coarser time steps")
 plotting.finish(fig, out / "fm_q4_quantization.png")
 print(metrics.format_table(rows, ["Δt", "network evaluations", "in-band fraction",
                                   "mean distance to the Δt = 0.002 result"]))
+fine, q2_band = rows[0][2], fm_progress[-1][1]
+se = np.sqrt(fine * (1 - fine) / len(x_0))  # a binomial share of len(x_0) points
+apart = abs(q2_band - fine) / (np.sqrt(2) * se)  # in standard errors of a difference
+print(f"Each in-band fraction counts {len(x_0):,} points: its standard error is about "
+      f"{se:.3f}. Q2's {len(noise):,} points (other noise, Δt = 1/1000) gave {q2_band:.3f}, "
+      f"{apart:.1f} standard errors of a difference from the Δt = {rows[0][0]} value here: "
+      + ("within sampling noise." if apart < 2 else "more than sampling noise explains."))
 close = [row for row in rows if row[2] >= rows[0][2] - 0.01]
 print(f"Fewest evaluations within 0.01 of the Δt = {rows[0][0]} in-band fraction: "
       f"{min(row[1] for row in close)}. Distance to the fine result per unit of Δt: "

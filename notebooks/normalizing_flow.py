@@ -122,7 +122,8 @@ print(f"Of the {first['loss'] - last['loss']:.3f}-nat drop since epoch 1, "
 
 # %% [markdown]
 # ## Q2: Sampling
-# Three samplings of 1,000 points, with three seeds, on the same axes.
+# Three samplings of 1,000 points, with three sampling seeds (of the noise; the model is
+# the one trained with the run's seed), on the same axes.
 
 # %%
 seeds = (seed, seed + 1, seed + 2)
@@ -131,7 +132,7 @@ xlim, ylim = plotting.view(*draws, least=plotting.DATA_VIEW)
 fig, axes = plotting.panels(3, height=2.1)
 for ax, s, sample in zip(axes, seeds, draws):
     plotting.bands(ax, standardizer)
-    plotting.points(ax, sample, s=2, title=f"seed {s}: in-band "
+    plotting.points(ax, sample, s=2, title=f"sampling seed {s}: in-band "
                     f"{metrics.in_band_fraction(sample, standardizer):.2f}")
 plotting.same_limits(axes, xlim, ylim)
 plotting.outer_labels(axes, cols=3, space="data")
@@ -215,8 +216,9 @@ probe_rows = [[i, "inside" if inside else "outside", f"({r[0]:+.2f}, {r[1]:+.2f}
               for i, (inside, r, x_, z_, lz, ld, lp) in enumerate(
                   zip(rings.PROBE_INSIDE, rings.PROBE_POINTS, probe.numpy(), z_probe.numpy(),
                       log_pz, log_det, log_p))]
-print(metrics.format_table(probe_rows, ["point", "where", "ring coords", "x (plotted)",
-                                        "latent z", "log p_z(z)", "log det", "log p(x)"]))
+print(metrics.format_table(probe_rows, ["point", "where", "raw (x, y)",
+                                        "standardized (plotted)", "latent z", "log p_z(z)",
+                                        "log det", "log p(x)"]))
 
 # %%
 fig = figures.paths_near_and_far(back, 1 - times, probe, standardizer,

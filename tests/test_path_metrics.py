@@ -50,3 +50,10 @@ def test_progression_and_the_consistency_verdict():
     assert path_metrics.consistency_verdict(jumpy, even, ("a", "b")).startswith("B's flow")
     mixed = {"largest_step_share": 0.1, "length_over_chord": 9.0}
     assert path_metrics.consistency_verdict(mixed, jumpy, ("a", "b")).startswith("Mixed")
+
+
+def test_a_distance_on_the_way_against_the_ends():
+    assert path_metrics.against_ends(0.27, (0.137, 0.07)) == (
+        "above both ends': 0.14 at the start, 0.07 at the end")
+    assert path_metrics.against_ends(0.1, (0.137, 0.07)).startswith("between its ends'")
+    assert path_metrics.against_ends(0.05, (0.137, 0.07)).startswith("below both ends'")

@@ -30,8 +30,11 @@ def test_summary_is_mean_and_sample_std_per_metric_with_missing_runs_marked(tmp_
     strong = rows["strong NF gap NLL - H (nats)"]
     assert strong["values"] == [0.2, None, 0.4] and strong["preset"] == "strong"
     table = (tmp_path / "sweep" / "summary.md").read_text()
-    assert "| NF held-out NLL (nats) | 2 | 2.2 | 2.4 | 2.2 ± 0.2 |" in table
-    assert "| strong NF gap NLL - H (nats) | 0.2 | — | 0.4 | 0.3 ± 0.14 |" in table
+    assert "| NF held-out NLL (nats) | 2.000 | 2.200 | 2.400 | 2.200 ± 0.200 |" in table
+    assert "| strong NF gap NLL - H (nats) | 0.2000 | — | 0.4000 | 0.3000 ± 0.1414 |" in table
+    # a row's values to the same decimals, its largest to 4 significant digits
+    assert sweep.decimals([1.96, 1.866]) == 3 and sweep.decimals([51.66, 150.6]) == 1
+    assert sweep.decimals([0.003, 0.0031]) == 6 and sweep.decimals([10, 20.0]) == 0
 
 
 def test_report_shows_the_sweep_of_its_presets_only(tmp_path):
@@ -76,16 +79,16 @@ def test_targets_are_tabled_per_seed_with_how_many_seeds_met_them(tmp_path):
     assert in_band["values"] == [0.98, 0.96, None] and in_band["met"] == [True, False, None]
     assert rows["spline NF gap <= 0.06"]["met"] == [True, True, None]
     table = (tmp_path / "sweep" / "summary.md").read_text()
-    assert ("| spline NF in_band >= 0.97 | 0.98 yes | 0.96 NO | — | 0.97 ± 0.014 | 1 of 3 |"
-            in table)
+    assert ("| spline NF in_band >= 0.97 | 0.9800 yes | 0.9600 NO | — | 0.9700 ± 0.0141 "
+            "| 1 of 3 |" in table)
     # a time, with the share of its budget used; one seed's value alone, no "± nan"
-    assert ("| spline NF train_seconds <= 300 | 250 yes (83%) | 250 yes (83%) | — | 250 ± 0 "
+    assert ("| spline NF train_seconds <= 300 | 250 yes (83%) | 250 yes (83%) | — | 250.0 ± 0.0 "
             "| 2 of 3 |" in table)
     assert "| strong NF gap NLL - H (nats) | — | — | — | — |" in table and "nan" not in table
     assert sweep.main(["--seeds", "0", "--runs-root", str(tmp_path), "--seconds", "600"]) == 0
     table = (tmp_path / "sweep" / "summary.md").read_text()
     assert table.startswith("The notebooks of seeds 0 took 10 min")
-    assert "| spline NF gap <= 0.06 | 0.04 yes | 0.04 | 1 of 1 |" in table
+    assert "| spline NF gap <= 0.06 | 0.04000 yes | 0.04000 | 1 of 1 |" in table
 
 
 def test_report_leaves_out_seeds_without_runs_and_a_sweep_of_one_seed(tmp_path):

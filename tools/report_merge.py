@@ -225,10 +225,12 @@ def title_page(author: Author, seed: int, notebooks: dict, handin: bool = True) 
                      "of the hand-in report; the code is hidden.")
         title, sub = BEYOND_TITLE, f"Beside {TITLE} — {COURSE}"
     table = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows)
+    per = ("one section per script of <code>exported/</code>, with its output" if handin
+           else "one section per notebook")
     return (f'<div class="report-title">\n<h1>{e(title)}</h1>\n'
             f'<p class="sub">{e(sub)}</p>\n<table>{table}</table>\n'
-            f'<div class="report-contents"><p><b>Contents</b> (one section per notebook; '
-            f'each question under its heading as in the exercise)</p>\n<ul>{"".join(contents)}'
+            f'<div class="report-contents"><p><b>Contents</b> ({per}; each question under '
+            f'its heading as in the exercise)</p>\n<ul>{"".join(contents)}'
             f'</ul>\n<p class="report-note">{run_note} {code_note} {TITLE_PAGE_END}</p>'
             f'</div>\n</div>')
 
@@ -263,10 +265,13 @@ def sweep_section(root: Path, handin: bool) -> str | None:
         return None
     seeds = [summary["seeds"][i] for i in keep]
     rows = [{**r, "values": [r["values"][i] for i in keep]} for r in rows]
+    runs = ("each value from the `metrics.json` that a script of "
+            "`exported/` wrote when run with `--seed` and that seed" if handin
+            else "the same notebooks run with each seed")
     return ("## Seeds: mean ± standard deviation\n\n"
-            f"Every metric of the runs with seeds {', '.join(map(str, seeds))} (the same "
-            "notebooks run with each seed; the sections above are one seed's run), with the "
-            "sample standard deviation over the seeds.\n\n" + markdown(rows, seeds))
+            f"Every metric of the runs with seeds {', '.join(map(str, seeds))} ({runs}; "
+            "the sections above are one seed's run), with the sample standard deviation over "
+            "the seeds.\n\n" + markdown(rows, seeds))
 
 
 def merge(notebooks: dict, author: Author, seed: int, statement: str,

@@ -108,7 +108,8 @@ def targets_markdown(rows: list[dict], seeds: list[int]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         budget = row["bound"] if row["measure"] == "train_seconds" else None
-        cells = ["—" if v is None else f"{v:.4g} {'yes' if m else 'NO'}"
+        places = decimals(row["values"])
+        cells = ["—" if v is None else f"{v:.{places}f} {'yes' if m else 'NO'}"
                  + ("" if budget is None else f" ({v / budget:.0%})")
                  for v, m in zip(row["values"], row["met"])]
         met_on = sum(bool(m) for m in row["met"])
@@ -127,19 +128,32 @@ def mean_std(values: list[float | None]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in present) / (len(present) - 1))
 
 
+def decimals(values: list[float | None]) -> int:
+    """The decimals of a row: its largest value to 4 significant digits, every value of the
+    row to the same decimals (so they line up); none for whole numbers."""
+    present = [abs(v) for v in values if v is not None]
+    if not present or all(float(v).is_integer() for v in present):
+        return 0
+    return min(6, max(0, 3 - math.floor(math.log10(max(present) or 1.0))))
+
+
 def spread(values: list[float | None]) -> str:
-    """``mean ± std`` of the values present; the value alone for one, a dash for none."""
+    """``mean ± std`` of the values present, to the row's :func:`decimals` (one more for
+    whole numbers); the value alone for one, a dash for none."""
     mean, std = mean_std(values)
     if math.isnan(mean):
         return "—"
-    return f"{mean:.4g}" if math.isnan(std) else f"{mean:.4g} ± {std:.2g}"
+    places = decimals(values) or 1
+    return (f"{mean:.{places}f}" if math.isnan(std)
+            else f"{mean:.{places}f} ± {std:.{places}f}")
 
 
 def markdown(rows: list[dict], seeds: list[int]) -> str:
     head = ["metric", *(f"seed {s}" for s in seeds), "mean ± std"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = ["—" if v is None else f"{v:.4g}" for v in row["values"]]
+        places = decimals(row["values"])
+        cells = ["—" if v is None else f"{v:.{places}f}" for v in row["values"]]
         lines.append("| " + " | ".join([row["metric"], *cells, spread(row["values"])]) + " |")
     return "\n".join(lines) + "\n"
 
