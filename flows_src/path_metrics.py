@@ -113,9 +113,10 @@ def progression(states, times, data: Tensor | np.ndarray, standardizer: Standard
 def against_ends(distance: float, ends: tuple[float, float]) -> str:
     """Words for a distance to the data on the way (e.g. :func:`progression`'s largest
     between the ends) against the distances ``ends`` at the start and at the end."""
-    first, last = ends
-    where = ("above both ends'" if distance > max(ends) else
-             "below both ends'" if distance < min(ends) else "between its ends'")
+    distance, first, last = (round(float(v), 2) for v in (distance, *ends))  # as printed
+    where = ("higher than at either end" if distance > max(first, last) else
+             "lower than at either end" if distance < min(first, last) else
+             "between the ends' values")
     return f"{where}: {first:.2f} at the start, {last:.2f} at the end"
 
 

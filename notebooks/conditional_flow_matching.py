@@ -4,8 +4,8 @@
 # The same flow matching as the unconditional model, with the class as a third input: the
 # ring label $c \in \{0, \dots, 4\}$ goes through `nn.Embedding`, and the first Linear layer
 # mixes it with $(y, t)$. Trained on `create_olympic_rings` data (generated with equally
-# many points on each ring; the random training split holds about as many of each, as
-# printed) with the objective of Eq. 16, conditioned on the class. The samplers, the
+# many points on each ring; the random training split holds roughly equal numbers of each,
+# as printed) with the objective of Eq. 16, conditioned on the class. The samplers, the
 # reverse process and the likelihood are the unconditional model's, given $c$.
 
 # %% [markdown] tags=["report-skip"]

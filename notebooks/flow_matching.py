@@ -162,15 +162,15 @@ print(f"On the way (between the first and last panel) the distance to the data i
 # the data shrunk by $t$ and blurred by Gaussian noise of standard deviation $1 - t$: a
 # blend of the noise and the data, produced by one network that takes $t$ as input, whose
 # shape changes smoothly with $t$; the rings only show once the blur is thinner than a
-# band, near $t = 1$. A blend is not in between in distance, though: with independent
-# noise and data of unit variance per coordinate, its variance is $t^2 + (1 - t)^2$, half
-# at $t = 1/2$, so the middle panels are a contracted cloud that can be further from the
-# data than either end (the sentence under the table compares them). The normalizing
-# flow's intermediate states are not blends of anything: each of its 15 layers is a
-# different map that moves points along one axis only (a coupling layer keeps $z_l$ fixed),
-# and training constrains only the last layer's output. Its middle panels are sheared and
-# folded shapes, and the loops they show from layer 9 on are ring structure in other
-# coordinates, which the last layers move into place.
+# band, near $t = 1$. Being a blend does not put it between the ends in distance to the
+# data, though: with independent noise and data of unit variance per coordinate, the
+# blend's variance is $t^2 + (1 - t)^2$, half at $t = 1/2$, so the middle panels are a
+# contracted cloud that can be further from the data than either end (the sentence under
+# the table compares them). The normalizing flow's intermediate states are not blends of
+# anything: each of its layers is a different map that moves points along one axis only (a
+# coupling layer keeps $z_l$ fixed), and training constrains only the last layer's output.
+# Its middle panels are sheared and folded shapes, and loops that show in its later layers
+# are ring structure in other coordinates, which the last layers move into place.
 
 # %% [markdown]
 # ## Q3: Point trajectories
@@ -236,11 +236,13 @@ fig.suptitle("Q4: the same noise, sampled with coarser time steps")
 plotting.finish(fig, out / "fm_q4_quantization.png")
 print(metrics.format_table(rows, ["Δt", "network evaluations", "in-band fraction",
                                   "mean distance to the Δt = 0.002 result"]))
-fine, q2_band = rows[0][2], fm_progress[-1][1]
-se = np.sqrt(fine * (1 - fine) / len(x_0))  # a binomial share of len(x_0) points
-apart = abs(q2_band - fine) / (np.sqrt(2) * se)  # in standard errors of a difference
-print(f"Each in-band fraction counts {len(x_0):,} points: its standard error is about "
-      f"{se:.3f}. Q2's {len(noise):,} points (other noise, Δt = 1/1000) gave {q2_band:.3f}, "
+fine, q2_band, n_fine, n_q2 = rows[0][2], fm_progress[-1][1], len(x_0), len(noise)
+se = np.sqrt(fine * (1 - fine) / n_fine)  # a binomial share of n_fine points
+pooled = (fine * n_fine + q2_band * n_q2) / (n_fine + n_q2)
+se_diff = np.sqrt(pooled * (1 - pooled) * (1 / n_fine + 1 / n_q2))
+apart = round(abs(q2_band - fine) / se_diff, 1) if se_diff else 0.0
+print(f"Each in-band fraction counts {n_fine:,} points: its standard error is about "
+      f"{se:.3f}. Q2's {n_q2:,} points (other noise, Δt = 1/1000) gave {q2_band:.3f}, "
       f"{apart:.1f} standard errors of a difference from the Δt = {rows[0][0]} value here: "
       + ("within sampling noise." if apart < 2 else "more than sampling noise explains."))
 close = [row for row in rows if row[2] >= rows[0][2] - 0.01]

@@ -54,6 +54,8 @@ def test_progression_and_the_consistency_verdict():
 
 def test_a_distance_on_the_way_against_the_ends():
     assert path_metrics.against_ends(0.27, (0.137, 0.07)) == (
-        "above both ends': 0.14 at the start, 0.07 at the end")
-    assert path_metrics.against_ends(0.1, (0.137, 0.07)).startswith("between its ends'")
-    assert path_metrics.against_ends(0.05, (0.137, 0.07)).startswith("below both ends'")
+        "higher than at either end: 0.14 at the start, 0.07 at the end")
+    assert path_metrics.against_ends(0.1, (0.137, 0.07)).startswith("between the ends'")
+    assert path_metrics.against_ends(0.05, (0.137, 0.07)).startswith("lower than at either")
+    # compared as printed: 0.1372 and 0.137 both read 0.14, so not "higher"
+    assert path_metrics.against_ends(0.1372, (0.137, 0.07)).startswith("between the ends'")

@@ -265,8 +265,8 @@ def sweep_section(root: Path, handin: bool) -> str | None:
         return None
     seeds = [summary["seeds"][i] for i in keep]
     rows = [{**r, "values": [r["values"][i] for i in keep]} for r in rows]
-    runs = ("each value from the `metrics.json` that a script of "
-            "`exported/` wrote when run with `--seed` and that seed" if handin
+    runs = ("each value from a run of this code with that seed: `python exported/<name>.py "
+            "--seed N` runs the same cells" if handin
             else "the same notebooks run with each seed")
     return ("## Seeds: mean ± standard deviation\n\n"
             f"Every metric of the runs with seeds {', '.join(map(str, seeds))} ({runs}; "

@@ -131,7 +131,7 @@ def mean_std(values: list[float | None]) -> tuple[float, float]:
 def decimals(values: list[float | None]) -> int:
     """The decimals of a row: its largest value to 4 significant digits, every value of the
     row to the same decimals (so they line up); none for whole numbers."""
-    present = [abs(v) for v in values if v is not None]
+    present = [abs(v) for v in values if v is not None and math.isfinite(v)]
     if not present or all(float(v).is_integer() for v in present):
         return 0
     return min(6, max(0, 3 - math.floor(math.log10(max(present) or 1.0))))
