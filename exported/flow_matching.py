@@ -247,13 +247,11 @@ fig.suptitle("Q4: the same noise, sampled with coarser time steps")
 plotting.finish(fig, out / "fm_q4_quantization.png")
 print(metrics.format_table(rows, ["Δt", "network evaluations", "in-band fraction",
                                   "mean distance to the Δt = 0.002 result"]))
-fine, q2_band, n_fine, n_q2 = rows[0][2], fm_progress[-1][1], len(x_0), len(noise)
-se = np.sqrt(fine * (1 - fine) / n_fine)  # a binomial share of n_fine points
-pooled = (fine * n_fine + q2_band * n_q2) / (n_fine + n_q2)
-se_diff = np.sqrt(pooled * (1 - pooled) * (1 / n_fine + 1 / n_q2))
-apart = round(abs(q2_band - fine) / se_diff, 1) if se_diff else 0.0
-print(f"Each in-band fraction counts {n_fine:,} points: its standard error is about "
-      f"{se:.3f}. Q2's {n_q2:,} points (other noise, Δt = 1/1000) gave {q2_band:.3f}, "
+fine, q2_band = rows[0][2], fm_progress[-1][1]
+apart = round(metrics.shares_apart(fine, len(x_0), q2_band, len(noise)), 1)
+print(f"Each in-band fraction counts {len(x_0):,} points: its standard error is about "
+      f"{metrics.share_error(fine, len(x_0)):.3f}. Q2's {len(noise):,} points (other noise, "
+      f"Δt = 1/1000) gave {q2_band:.3f}, "
       f"{apart:.1f} standard errors of a difference from the Δt = {rows[0][0]} value here: "
       + ("within sampling noise." if apart < 2 else "more than sampling noise explains."))
 close = [row for row in rows if row[2] >= rows[0][2] - 0.01]

@@ -105,14 +105,13 @@ class FlowMatching(nn.Module):
         goes with its points, chunk by chunk (:data:`flows_src.ode.LOG_PROB_CHUNK`)."""
         # a c that does not fit x is refused here, before it is split with x
         velocity = self.as_velocity(c, x.shape[0])
-        per_point = c is not None and torch.as_tensor(c).dim() > 0
-        if not per_point or len(x) <= LOG_PROB_CHUNK:
+        classes = None if c is None else torch.as_tensor(c)
+        if classes is None or classes.dim() == 0 or len(x) <= LOG_PROB_CHUNK:
             return self.sampler.log_prob(velocity, x)
         # the field of a class per point is built for its rows: one field per chunk
         return torch.cat([self.sampler.log_prob(self.as_velocity(c_part, len(part)), part)
                           for part, c_part in zip(x.split(LOG_PROB_CHUNK),
-                                                  torch.as_tensor(c).split(LOG_PROB_CHUNK),
-                                                  strict=True)])
+                                                  classes.split(LOG_PROB_CHUNK), strict=True)])
 
     def trajectory(self, x: Tensor, *, c: Tensor | int | None = None, reverse: bool = False,
                    times: Sequence[float] | Tensor | None = None) -> Trajectory:

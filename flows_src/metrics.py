@@ -34,7 +34,7 @@ from flows_src.rings import (
 
 __all__ = ["nll", "in_band_fraction", "ring_shares", "ring_balance", "conditional_accuracy",
            "quality", "format_quality", "log_prob_grid", "format_table", "steadiness",
-           "class_check", "misses", "shortfall"]
+           "class_check", "misses", "shortfall", "share_error", "shares_apart"]
 
 
 def _numpy(points: Tensor | np.ndarray) -> np.ndarray:
@@ -54,6 +54,19 @@ def nll(log_prob: Callable[[Tensor], Tensor], x: Tensor, chunk: int = 4096) -> f
 def in_band_fraction(points: Tensor | np.ndarray, standardizer: Standardizer) -> float:
     """Share of standardized ``(n, 2)`` points that fall inside some ring's band."""
     return float(in_ring(standardizer.inverse(_numpy(points))).any(1).mean())
+
+
+def share_error(share: float, n: int) -> float:
+    """The standard error of a share (e.g. :func:`in_band_fraction`) of ``n`` points."""
+    return float(np.sqrt(share * (1 - share) / n))
+
+
+def shares_apart(first: float, n_first: int, second: float, n_second: int) -> float:
+    """How far apart two shares of independent samples are, in standard errors of their
+    difference (pooled under "the same share"); 0 when both are 0 or both are 1."""
+    pooled = (first * n_first + second * n_second) / (n_first + n_second)
+    error = np.sqrt(pooled * (1 - pooled) * (1 / n_first + 1 / n_second))
+    return float(abs(first - second) / error) if error else 0.0
 
 
 def ring_shares(points: Tensor | np.ndarray, standardizer: Standardizer) -> np.ndarray:

@@ -92,3 +92,15 @@ def test_class_check_and_misses_locate_conditional_samples():
     assert missed["in_other_band"] == 1 and missed["other_band_near_crossing"] == 1
     assert check[1]["verdict"] == "outside its own band, also in yellow's (the bands cross)"
     assert check[1]["nearest_other"] == 3 and check[1]["other"] == 0
+
+
+def test_shares_and_how_far_apart_they_are():
+    assert metrics.share_error(0.75, 1000) == pytest.approx(math.sqrt(0.75 * 0.25 / 1000))
+    assert metrics.share_error(1.0, 50) == 0.0
+    # 0.76 of 1000 against 0.736 of 1000: pooled 0.748, error sqrt(0.748 * 0.252 * 2 / 1000)
+    assert metrics.shares_apart(0.76, 1000, 0.736, 1000) == pytest.approx(
+        0.024 / math.sqrt(0.748 * 0.252 * 2 / 1000))
+    assert metrics.shares_apart(0.5, 10, 0.5, 20) == 0.0
+    assert metrics.shares_apart(1.0, 10, 1.0, 30) == 0.0  # no spread: no error to divide by
+    # a larger second sample shrinks the error, so the same gap is more errors apart
+    assert metrics.shares_apart(0.7, 100, 0.8, 10_000) > metrics.shares_apart(0.7, 100, 0.8, 100)
